@@ -1,0 +1,42 @@
+# llm-gitops: every target sets up what it needs (a virtualenv in .venv with the package
+# installed in editable mode), so `make test` and `make demo` work on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test demo bench schema litellm-keys clean
+
+help:
+	@echo "make test          install into $(VENV) and run the whole test suite"
+	@echo "make demo          validate config/example and show a real plan between two commits"
+	@echo "make bench         benchmark the pure core (load + check + render + plan)"
+	@echo "make schema        regenerate schema/*.schema.json (editor schemas)"
+	@echo "make litellm-keys  regenerate controller/spec/litellm_keys.py from the pinned LiteLLM"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest
+
+demo: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+bench: $(STAMP)
+	$(PY) scripts/bench_core.py
+
+schema: $(STAMP)
+	$(VENV)/bin/llm-gitops schema --out schema
+
+litellm-keys: $(STAMP)
+	$(PY) scripts/gen_litellm_keys.py > controller/spec/litellm_keys.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,73 @@
+"""Read a spec directory's files from disk or from a git commit: the `files` end of the pipeline.
+
+Returns `{filename: text}` for the spec files that exist, for `controller.spec.load_files`.
+A commit is read from git's object database, without a working-tree checkout, so reading
+the base and head of a pull request never touches the user's files. `git.exc` errors are
+translated into SourceError here and never leave this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+
+from controller.errors import SourceError
+from controller.spec import FILES
+
+
+def read_dir(path: str | Path) -> dict[str, str]:
+    root = Path(path)
+    if not root.is_dir():
+        raise SourceError(f"{root}: not a directory; pass the spec directory (the one holding providers.yaml)")
+    out = {}
+    for name in FILES:
+        file = root / name
+        if file.exists() and not file.is_file():
+            raise SourceError(f"{file}: not a file; the spec directory's {name} must be a YAML file")
+        if file.is_file():
+            try:
+                out[name] = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SourceError(f"{file}: cannot be read: {exc}") from exc
+    return out
+
+
+def open_repo(path: str | Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=False)
+    except (git.exc.NoSuchPathError, git.exc.InvalidGitRepositoryError) as exc:
+        raise SourceError(f"{path}: not a git repository; pass --repo the repository's top directory") from exc
+
+
+def resolve(repo: git.Repo, rev: str) -> str:
+    """The full commit id of `rev` (a branch, tag, short or full id, `HEAD~1`...)."""
+    try:
+        return repo.commit(rev).hexsha
+    except (git.exc.BadName, git.exc.BadObject, ValueError) as exc:
+        raise SourceError(f"{repo.working_dir}: revision `{rev}` not found; "
+                          "fetch it first (e.g. `git fetch origin`) or check the name") from exc
+
+
+def read_commit(repo: git.Repo, rev: str, subdir: str = "") -> dict[str, str]:
+    """The spec files at `subdir` of commit `rev`."""
+    commit = repo.commit(resolve(repo, rev))
+    tree = commit.tree
+    if subdir.strip("/"):
+        try:
+            tree = tree / subdir.strip("/")
+        except KeyError as exc:
+            raise SourceError(f"commit {commit.hexsha[:12]}: no directory `{subdir}`; check --path") from exc
+        if tree.type != "tree":
+            raise SourceError(f"commit {commit.hexsha[:12]}: `{subdir}` is a file, not a directory; check --path")
+    out = {}
+    for name in FILES:
+        try:
+            blob = tree / name
+        except KeyError:
+            continue
+        try:
+            out[name] = blob.data_stream.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"commit {commit.hexsha[:12]}: {name} is not UTF-8 text") from exc
+    return out

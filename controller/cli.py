@@ -1,0 +1,221 @@
+"""The `llm-gitops` command: argparse subcommands, the composition root, errors -> exit codes.
+
+The only module that wires the pure core (spec, render, plan, report) to the adapters.
+Exit codes: 0 success, 1 a problem in the user's input or a failed operation (the
+message says what and where), 2 usage errors (argparse), and for `plan
+--detailed-exitcode` 0 no changes / 2 changes / 1 error, like `terraform plan`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller import __version__, report
+from controller.errors import ControllerError, Problem, SpecInvalid
+from controller.observed import from_desired
+from controller.plan import plan as make_plan
+from controller.plan import spec_changes
+from controller.render import Desired, render
+from controller.spec import FILES, Loaded, load_files, models
+
+SCHEMA_MODELS = {"providers.yaml": models.ProvidersFile, "model-mappings.yaml": models.MappingsFile,
+                 "stack.yaml": models.StackFile}
+EMPTY_BASE = "none"  # `--base none`: plan as if nothing ran yet
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"llm-gitops: {text}\n")
+
+
+# --------------------------------------------------------------------------- validate / render
+
+
+def _load_dir(directory: str) -> Loaded:
+    from controller.adapters import source
+    return load_files(source.read_dir(directory))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = _load_dir(args.dir)
+    _out(report.problems_text(loaded.problems))
+    if loaded.errors:
+        if not loaded.rules_ran:
+            _out("References, ports, GPUs, secrets and policy are checked once these are fixed.")
+        _out(f"{args.dir}: invalid; nothing would be applied")
+        return 1
+    _out(f"{args.dir}: valid")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    loaded = _load_dir(args.dir)
+    if loaded.errors or loaded.spec is None:
+        sys.stderr.write(report.problems_text(loaded.problems) + "\n")
+        return 1
+    body = render(loaded.spec).as_dict()
+    if args.format == "json":
+        _out(json.dumps(body, indent=2))
+    else:
+        _out(yaml.safe_dump(body, sort_keys=False, width=100))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schemas = {name: schema_of(name) for name in FILES}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            target = out / (name.removesuffix(".yaml") + ".schema.json")
+            target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+            _out(f"wrote {target}")
+        return 0
+    _out(json.dumps(schemas, indent=2, sort_keys=True))
+    return 0
+
+
+def schema_of(filename: str) -> dict[str, Any]:
+    schema = SCHEMA_MODELS[filename].model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"llm-gitops {filename}"
+    return schema
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _at(repo: Any, rev: str, subdir: str) -> Loaded:
+    from controller.adapters import source
+    return load_files(source.read_commit(repo, rev, subdir))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from controller.adapters import source
+
+    repo = source.open_repo(args.repo)
+    head_rev = source.resolve(repo, args.head)
+    head = _at(repo, head_rev, args.path)
+    if head.errors or head.spec is None:
+        return _plan_invalid(args, head_rev, head.problems)
+    head_desired = render(head.spec)
+    base_desired: Desired | None = None
+    base_raw: dict[str, Any] = {}
+    base_rev = EMPTY_BASE
+    notes: list[str] = []  # said before anything else in the report
+    if args.base != EMPTY_BASE:
+        base_rev = source.resolve(repo, args.base)
+        base = _at(repo, base_rev, args.path)
+        if base.spec is None or base.errors:
+            notes.append(f"The base commit {base_rev[:12]} is itself invalid ({len(base.errors)} error(s)); "
+                         "this plan starts from nothing.")
+        else:
+            base_desired, base_raw = render(base.spec), dict(base.raw)
+    result = make_plan(head_desired, from_desired(base_desired), changes=spec_changes(base_raw, dict(head.raw)),
+                       base=base_desired, warnings=head.warnings)
+    if notes:
+        result = dataclasses.replace(result, preface=tuple(notes))
+    if args.format == "json":
+        _out(report.plan_json(result, base=base_rev, head=head_rev))
+    elif args.format == "markdown":
+        _out(report.plan_markdown(result, head_desired, base=base_rev, head=head_rev))
+    else:
+        _out(report.plan_text(result, base=base_rev, head=head_rev))
+    if args.detailed_exitcode:
+        return 2 if result.has_changes else 0
+    return 0
+
+
+def _plan_invalid(args: argparse.Namespace, head_rev: str, problems: list[Problem]) -> int:
+    where = f"head commit {head_rev[:12]}" + (f" ({args.path})" if args.path else "")
+    if args.format == "json":
+        _out(json.dumps({"head": head_rev, "error": f"{where}: spec is invalid",
+                         "problems": [p.as_dict() for p in problems]}, indent=2))
+    elif args.format == "markdown":
+        _out("\n".join([report.MARKER, f"### llm-gitops plan: `{head_rev[:12]}` is invalid", "",
+                        "Nothing would be applied. Fix these:", "", "```",
+                        report.problems_text(problems), "```", ""]))
+    else:
+        _out(f"{where}: spec is invalid; nothing would be applied\n" + report.problems_text(problems))
+    return 1
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-gitops",
+        description="GitOps for self-hosted LLM inference: git is the only way to change the stack.")
+    parser.add_argument("--version", action="version", version=f"llm-gitops {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a spec directory against every rule",
+                       description="Check providers.yaml, model-mappings.yaml and stack.yaml. Exit 0 when "
+                       "valid (warnings are printed), 1 with every problem listed as file:line:column.")
+    p.add_argument("dir", nargs="?", default=".", help="the spec directory (default: .)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the LiteLLM config and container specs a spec directory gives",
+                       description="Print {litellm_config, containers} for a valid spec directory. "
+                       "Secret values never appear; only the names of the variables that hold them.")
+    p.add_argument("dir", nargs="?", default=".", help="the spec directory (default: .)")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("plan", help="what changes between two commits of a spec repo (no Docker needed)",
+                       description="Compare the spec at --base with the spec at --head: per container "
+                       "create/recreate/remove/unchanged with the file and field that caused it, the "
+                       "LiteLLM config diff, public models added/removed/re-routed, warnings and impact.")
+    p.add_argument("--repo", required=True, help="path of the git repository")
+    p.add_argument("--base", required=True, help=f"the revision running now, or `{EMPTY_BASE}` for an empty host")
+    p.add_argument("--head", required=True, help="the revision to apply")
+    p.add_argument("--path", default="", help="the spec directory inside the repository (default: its root)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 0 when nothing changes, 2 when something does, 1 on error")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("schema", help="JSON Schema of the three spec files, for editors",
+                       description="Print the JSON Schemas (or write them with --out) for "
+                       "yaml-language-server: `# yaml-language-server: $schema=providers.schema.json`.")
+    p.add_argument("--out", help="write providers.schema.json, model-mappings.schema.json, stack.schema.json here")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecInvalid as exc:
+        _err(str(exc))
+        sys.stderr.write(report.problems_text(exc.problems) + "\n")
+        return 1
+    except ControllerError as exc:
+        _err(str(exc))
+        return 1
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        _err(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback, "
+             "and please report it)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

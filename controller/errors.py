@@ -1,0 +1,82 @@
+"""The error tree of llm-gitops, and `Problem`, one finding about a spec.
+
+Sits under everything: every layer raises these and nothing else leaves a layer
+(adapters translate `docker.errors` / `git.exc` into them). Every error names its
+subject (a file:line, a container, a commit) and, where we know it, what to do.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding about a spec: where it is, what it is about, what is wrong, how to fix it.
+
+    Fields are ordered so that sorting problems sorts them by file, then line, then column.
+    """
+
+    file: str
+    line: int
+    column: int
+    subject: str
+    message: str
+    hint: str = ""
+    severity: Severity = Severity.ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def format(self) -> str:
+        """`providers.yaml:4:5: error: vllm-qwen.stauts: unknown key; did you mean `status`?`"""
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        text = f"{where}: {self.severity.value}: {self.subject}: {self.message}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "severity": self.severity.value,
+            "subject": self.subject,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class ControllerError(Exception):
+    """Root of every error llm-gitops raises on purpose."""
+
+
+class SpecInvalid(ControllerError):
+    """A spec directory (at a commit) failed the rules; `problems` holds every finding."""
+
+    def __init__(self, problems: list[Problem], *, where: str = "") -> None:
+        self.problems = sorted(problems)
+        self.where = where
+        errors = [p for p in self.problems if p.is_error]
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}spec is invalid ({len(errors)} error(s))")
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if not p.is_error]
+
+
+class SourceError(ControllerError):
+    """A git repository, revision or path could not be read. The message names which."""

@@ -1,0 +1,87 @@
+"""Spec -> Desired: what one commit wants running. The renderer of the pure core.
+
+`render(spec)` returns the LiteLLM config (dict and exact file text), the container specs
+with their hashes, and the public routing (names, routes, aliases, fallbacks) that the
+plan compares between commits. Same spec, same bytes: nothing here reads the clock, the
+environment or the disk; secret fingerprints and the host name are passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.render import containers, litellm
+from controller.render.containers import ContainerSpec
+from controller.spec import catalog as catalog_mod
+from controller.spec import models
+
+
+@dataclass(frozen=True)
+class Desired:
+    stack: str
+    litellm_config: dict[str, Any]
+    config_text: str
+    containers: tuple[ContainerSpec, ...]
+    routes: dict[str, tuple[str, ...]]   # public name -> sorted "provider/model" routes
+    aliases: dict[str, str]
+    fallbacks: dict[str, list[str]]
+
+    @property
+    def config_digest(self) -> str:
+        return hashlib.sha256(self.config_text.encode()).hexdigest()
+
+    @property
+    def public_models(self) -> list[str]:
+        """Every name the gateway answers /v1/models with: served names and aliases."""
+        return sorted(set(self.routes) | set(self.aliases))
+
+    def container(self, key: str) -> ContainerSpec | None:
+        return next((c for c in self.containers if c.key == key), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape `llm-gitops render` prints."""
+        return {"litellm_config": self.litellm_config,
+                "containers": [containers.as_dict(c) for c in self.containers]}
+
+
+def render(spec: models.Spec, *, secret_fingerprints: Mapping[str, str] | None = None,
+           host_name: str | None = None) -> Desired:
+    """Render a Spec that passed the rules.
+
+    `host_name`: the controller's `--host-name`; providers placed on another host are left
+    out. None (validate, render, plan in a pull request) keeps every provider.
+    """
+    fingerprints = secret_fingerprints or {}
+    cat = catalog_mod.build(spec)
+    routing = catalog_mod.routing(spec, cat)
+    config = litellm.render_config(spec, cat, routing)
+    text = litellm.dump(config)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    specs: list[ContainerSpec] = []
+    cache = containers.cache_container(spec)
+    if cache is not None:
+        specs.append(cache)
+    for name in sorted(spec.providers.providers):
+        p = spec.providers.providers[name]
+        if p.status != "active" or p.container is None:
+            continue
+        if host_name is not None and p.container.host not in (None, host_name):
+            continue
+        specs.append(containers.provider_container(spec.stack.name, name, p, p.container))
+    specs.append(containers.gateway_container(spec, digest))
+    routes = {name: tuple(sorted(f"{d.provider}/{d.model}" for d in deps)) for name, deps in cat.public.items()}
+    return Desired(
+        stack=spec.stack.name,
+        litellm_config=config,
+        config_text=text,
+        containers=tuple(containers.with_hash(c, fingerprints) for c in specs),
+        routes=dict(sorted(routes.items())),
+        aliases=routing.aliases,
+        fallbacks=routing.fallbacks,
+    )
+
+
+__all__ = ["ContainerSpec", "Desired", "render"]

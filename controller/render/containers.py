@@ -1,0 +1,181 @@
+"""Spec -> one ContainerSpec per active local provider, the gateway and the cache.
+
+Fourth step of the pipeline (Spec -> Desired), beside the LiteLLM config. A ContainerSpec
+is everything the Docker adapter needs to create the container, plus a spec hash over
+everything that should restart it: image, command, env names and values, secret values
+(only as fingerprints the caller computed, never the values), mounts, GPUs, and for the
+gateway the digest of the rendered config. Informational keys never reach it, so editing
+a description restarts nothing. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from controller.spec import models
+
+GATEWAY_CONFIG_DIR = "/etc/llm-gitops"  # where the gateway sees the directory the controller swaps into
+GATEWAY_CONFIG_FILE = f"{GATEWAY_CONFIG_DIR}/config.yaml"
+UNSET = "unset"  # the fingerprint of a secret that the controller's environment lacks
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Mount(Frozen):
+    """`bind`: a host path; `volume`: a Docker named volume; `gateway-config`: the directory
+    of the rendered LiteLLM config, which the adapter maps to `<state-dir>/gateway`."""
+
+    kind: Literal["bind", "volume", "gateway-config"]
+    source: str
+    target: str
+    read_only: bool = False
+
+
+class Health(Frozen):
+    kind: Literal["http", "redis"]
+    url: str
+
+
+class ContainerSpec(Frozen):
+    name: str
+    component: Literal["provider", "gateway", "cache"]
+    provider: str | None = None
+    provider_type: str | None = None  # vllm | ollama | llama_cpp, for providers
+    image: str
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    secret_env: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    gpus: Literal["all"] | tuple[str, ...] | None = None
+    ipc: Literal["host"] | None = None
+    shm_size: str | None = None
+    privileged: bool = False
+    port: int
+    health: Health
+    startup_timeout_s: int
+    placement: str | None = None  # only the controller started with --host-name <placement> runs it
+    config_digest: str | None = None  # gateway only: sha256 of the rendered LiteLLM config
+    spec_hash: str = ""
+
+    @property
+    def key(self) -> str:
+        """What identifies the container across commits: component and provider name."""
+        return self.provider or self.component
+
+
+def spec_hash(spec: ContainerSpec, secret_fingerprints: Mapping[str, str]) -> str:
+    """sha256 over the canonical JSON of the spec, plus a fingerprint per secret it receives.
+
+    Fingerprints are computed at the edge (an HMAC of the value with a key the controller
+    keeps), so a rotated secret restarts its containers while the value never enters here.
+    """
+    body = spec.model_dump(mode="json", exclude={"spec_hash"})
+    body["secrets"] = {name: secret_fingerprints.get(name, UNSET) for name in spec.secret_env}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _mount(volume: str) -> Mount:
+    source, target, *mode = volume.split(":")
+    kind: Literal["bind", "volume"] = "bind" if source.startswith("/") else "volume"
+    return Mount(kind=kind, source=source, target=target, read_only=mode == ["ro"])
+
+
+def _strip_flags(args: list[str], flags: set[str]) -> list[str]:
+    """Drop `--flag value` / `--flag=value` that the controller sets itself (rules made sure
+    any such value agrees with the spec), so they are not passed twice."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        elif not any(arg.startswith(f + "=") for f in flags):
+            out.append(arg)
+    return out
+
+
+def provider_container(stack: str, name: str, p: models.Provider, c: models.Container) -> ContainerSpec:
+    assert p.base_url is not None  # rules require it for every container
+    url = urlsplit(p.base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    args, env = list(c.args), dict(c.env)
+    if p.type in ("vllm", "llama_cpp"):
+        owned = {"--host": host, "--port": str(port)}
+        if p.type == "vllm":
+            owned["--served-model-name"] = p.models[0].name
+            if p.gpu_memory_utilization is not None:
+                owned["--gpu-memory-utilization"] = f"{p.gpu_memory_utilization:g}"
+        args = _strip_flags(args, set(owned)) + [x for kv in owned.items() for x in kv]
+    else:  # ollama listens where OLLAMA_HOST says
+        env["OLLAMA_HOST"] = f"{host}:{port}"
+    health = p.health_endpoint or models.DEFAULT_HEALTH_ENDPOINT[p.type]
+    return ContainerSpec(
+        name=f"{stack}-{name}", component="provider", provider=name, provider_type=p.type, image=c.image,
+        command=tuple(args), env=dict(sorted(env.items())), secret_env=tuple(sorted(set(c.secret_env))),
+        mounts=tuple(_mount(v) for v in c.volumes),
+        gpus=c.gpus if c.gpus in (None, "all") else tuple(c.gpus),  # type: ignore[arg-type]
+        ipc=c.ipc, shm_size=c.shm_size, privileged=c.privileged, port=port,
+        health=Health(kind="http", url=f"http://{_probe_host(host)}:{port}{health}"),
+        startup_timeout_s=c.startup_timeout_s or models.DEFAULT_STARTUP_TIMEOUT_S[p.type],
+        placement=c.host,
+    )
+
+
+def _probe_host(host: str) -> str:
+    """Where the controller probes a server that listens on `host` (on this machine)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
+    gw = spec.stack.gateway
+    url = urlsplit(gw.base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 4000
+    # The gateway resolves `os.environ/NAME` for every provider key, so it receives them all.
+    keys = {p.env_var for p in spec.providers.providers.values() if p.status == "active" and p.env_var}
+    keys |= {p.api_key.removeprefix("os.environ/") for p in spec.providers.providers.values()
+             if p.status == "active" and p.api_key}
+    return ContainerSpec(
+        name=f"{spec.stack.name}-gateway", component="gateway", image=gw.image,
+        command=("--config", GATEWAY_CONFIG_FILE, "--host", host, "--port", str(port)),
+        env=dict(sorted(gw.env.items())),
+        secret_env=tuple(sorted({gw.master_key_env, *gw.secret_env, *keys})),
+        mounts=(Mount(kind="gateway-config", source="gateway", target=GATEWAY_CONFIG_DIR, read_only=True),),
+        port=port, health=Health(kind="http", url=f"http://{_probe_host(host)}:{port}/health/liveliness"),
+        startup_timeout_s=gw.startup_timeout_s, config_digest=config_digest,
+    )
+
+
+def cache_container(spec: models.Spec) -> ContainerSpec | None:
+    cache = spec.stack.cache
+    if cache is None:
+        return None
+    host, port = cache.base_url.removeprefix("redis://").rsplit(":", 1)
+    # A response cache, not a database: no snapshots, so a restart starts empty and fast.
+    command = ("redis-server", "--bind", host, "--port", port, "--save", "", "--appendonly", "no")
+    return ContainerSpec(
+        name=f"{spec.stack.name}-cache", component="cache", image=cache.image, command=command,
+        port=int(port), health=Health(kind="redis", url=f"redis://{_probe_host(host)}:{port}"),
+        startup_timeout_s=cache.startup_timeout_s,
+    )
+
+
+def with_hash(spec: ContainerSpec, secret_fingerprints: Mapping[str, str]) -> ContainerSpec:
+    return spec.model_copy(update={"spec_hash": spec_hash(spec, secret_fingerprints)})
+
+
+def as_dict(spec: ContainerSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")

@@ -1,0 +1,116 @@
+"""Property tests (hypothesis): the loader never raises anything but our own errors on
+arbitrary input, valid specs always render (and LiteLLM accepts them), rendering is
+deterministic and does not depend on the order of providers in the file."""
+
+from __future__ import annotations
+
+import litellm
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.render import render
+from controller.spec import FILES, load_files
+from test_render import router_kwargs
+
+VOCAB = ["providers", "type", "status", "base_url", "models", "name", "container", "image", "args", "env",
+         "gpus", "exact_matches", "provider", "fallback_chains", "chain", "capabilities", "preferred_models",
+         "load_balancing", "weight", "gateway", "cache", "policy", "router_settings", "vllm", "ollama",
+         "llama_cpp", "active", "disabled", "http://127.0.0.1:8001", "secret_env", "volumes", "special_cases"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.sampled_from(VOCAB))
+keys = st.one_of(st.sampled_from(VOCAB), st.text(max_size=8), st.integers(-3, 3))
+trees = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                        st.dictionaries(keys, inner, max_size=5)), max_leaves=25)
+SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _check_loaded(files: dict[str, str]) -> None:
+    loaded = load_files(files)  # must not raise
+    for problem in loaded.problems:
+        assert problem.file in FILES and problem.subject and problem.message
+    if loaded.spec is not None and not loaded.errors:
+        render(loaded.spec)  # whatever passes the rules must render
+
+
+@SLOW
+@given(st.sampled_from(sorted(FILES)), st.text(max_size=300))
+def test_loader_survives_arbitrary_text(filename: str, text: str) -> None:
+    files = {"providers.yaml": "providers: {}\n", filename: text}
+    _check_loaded(files)
+
+
+@SLOW
+@given(st.dictionaries(st.sampled_from(sorted(FILES)), trees, min_size=1))
+def test_loader_survives_arbitrary_yaml_structures(data: dict[str, object]) -> None:
+    files = {name: yaml.safe_dump(value, allow_unicode=True) for name, value in data.items()}
+    _check_loaded(files)
+
+
+# --------------------------------------------------------------------------- valid specs
+
+names = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
+model_names = st.from_regex(r"[a-z][a-z0-9.:/-]{0,10}", fullmatch=True)
+
+
+@st.composite
+def valid_specs(draw: st.DrawFn) -> dict[str, str]:
+    """A valid spec: distinct ports, one vllm per GPU, references to names that exist."""
+    provider_names = draw(st.lists(names, min_size=1, max_size=6, unique=True))
+    all_models = draw(st.lists(model_names, min_size=len(provider_names) * 2, max_size=len(provider_names) * 2,
+                               unique=True))
+    providers: dict[str, dict[str, object]] = {}
+    served: list[str] = []
+    for i, pname in enumerate(provider_names):
+        kind = draw(st.sampled_from(["vllm", "ollama", "llama_cpp", "openai_compatible", "openai"]))
+        count = 1 if kind == "vllm" else draw(st.integers(1, 2))
+        models = all_models[2 * i: 2 * i + count]
+        status = draw(st.sampled_from(["active", "active", "active", "disabled"]))
+        entry: dict[str, object] = {"type": kind, "status": status, "models": models}
+        if kind in ("vllm", "ollama", "llama_cpp"):
+            entry["base_url"] = f"http://127.0.0.1:{9000 + i}"
+            if draw(st.booleans()):
+                entry["container"] = {"image": f"example/{kind}:1.{i}", "args": draw(st.lists(
+                    st.sampled_from(["--verbose", "-c", "4096", "--flag=x"]), max_size=3)),
+                    **({"gpus": [i]} if kind == "vllm" and draw(st.booleans()) else {})}
+        elif kind == "openai_compatible":
+            entry["base_url"] = "https://api.example.invalid/v1"
+            entry["env_var"] = "REMOTE_KEY"
+        else:
+            entry["env_var"] = "OPENAI_API_KEY"
+        providers[pname] = entry
+        if status == "active":
+            served += models
+    mappings: dict[str, object] = {}
+    if len(served) >= 2 and draw(st.booleans()):
+        chain = draw(st.lists(st.sampled_from(served), min_size=1, max_size=3, unique=True))
+        mappings["fallback_chains"] = {served[0]: {"chain": chain}, "default": {"chain": [served[-1]]}}
+    if served and draw(st.booleans()):
+        mappings["capabilities"] = {"cap-x": {"preferred_models": draw(st.lists(st.sampled_from(served),
+                                                                               min_size=1, unique=True))}}
+    stack = {"name": "prop", "cache": {"image": "redis:7.4", "base_url": "redis://127.0.0.1:7379"}}
+    return {"providers.yaml": yaml.safe_dump({"providers": providers}),
+            "model-mappings.yaml": yaml.safe_dump(mappings), "stack.yaml": yaml.safe_dump(stack)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_valid_specs_render_and_litellm_accepts_them(files: dict[str, str]) -> None:
+    loaded = load_files(files)
+    assert not loaded.errors, [p.format() for p in loaded.errors]
+    desired = render(loaded.require())
+    config = desired.litellm_config
+    litellm.Router(model_list=config["model_list"], **router_kwargs(config))
+    assert render(loaded.require()) == desired
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs(), st.randoms(use_true_random=False))
+def test_provider_order_does_not_change_the_output(files: dict[str, str], rnd: object) -> None:
+    data = yaml.safe_load(files["providers.yaml"])
+    items = list(data["providers"].items())
+    rnd.shuffle(items)  # type: ignore[attr-defined]
+    shuffled = dict(files, **{"providers.yaml": yaml.safe_dump({"providers": dict(items)}, sort_keys=False)})
+    a, b = render(load_files(files).require()), render(load_files(shuffled).require())
+    assert a.config_text == b.config_text
+    assert a.containers == b.containers

@@ -1,0 +1,86 @@
+"""Small pure functions, table-driven: image policy matching, GPU sums per host, URLs,
+redaction of values that may be secrets, Markdown escaping."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CASES, read_spec_dir
+from controller import report
+from controller.render import render
+from controller.spec import load_files
+from controller.spec.rules import image_allowed
+
+
+@pytest.mark.parametrize("image, prefix, allowed", [
+    ("vllm/vllm-openai:v0.8.5", "vllm/", True),
+    ("vllmevil/pwn:v1", "vllm", False),
+    ("vllmevil/pwn:v1", "vllm/", False),
+    ("vllm/vllm-openai:v0.8.5", "docker.io/vllm/", True),
+    ("redis:7.4-alpine", "redis", True),
+    ("redis:7.4-alpine", "docker.io/library/redis", True),
+    ("redisevil:1", "redis", False),
+    ("ghcr.io/berriai/litellm:main-v1.108.7", "ghcr.io/berriai/", True),
+    ("ghcr.io/berriai-evil/litellm:1", "ghcr.io/berriai", False),
+    ("llm-gitops-test/stub:1", "llm-gitops-test/", True),
+    ("localhost:5000/x/y:1", "localhost:5000/x/", True),
+    ("vllm/vllm-openai@sha256:abc", "vllm/vllm-openai", True),
+])
+def test_image_policy_matches_on_name_boundaries(image: str, prefix: str, allowed: bool) -> None:
+    assert image_allowed(image, prefix) is allowed
+
+
+def _minimal_with(old: str, new: str) -> dict[str, str]:
+    files = read_spec_dir(CASES / "valid" / "minimal")
+    assert old in files["providers.yaml"]
+    files["providers.yaml"] = files["providers.yaml"].replace(old, new, 1)
+    return files
+
+
+TWO_VLLM = """  vllm-b:
+    type: vllm
+    base_url: http://127.0.0.1:8002
+    gpu_memory_utilization: 0.8
+    container:
+      image: vllm/vllm-openai:v0.8.5
+      args: [--model, org/model-b]
+      gpus: [0]
+      host: {host_b}
+    models: [org/model-b]
+  ollama:
+"""
+
+
+def test_gpus_of_different_hosts_do_not_add_up() -> None:
+    files = _minimal_with("      gpus: [0]\n", "      gpus: [0]\n      host: gpu-1\n")
+    files["providers.yaml"] = files["providers.yaml"].replace("  ollama:\n", TWO_VLLM.format(host_b="gpu-2"), 1)
+    assert load_files(files).errors == []
+    files["providers.yaml"] = files["providers.yaml"].replace("host: gpu-2", "host: gpu-1")
+    messages = [p.message for p in load_files(files).errors]
+    assert any("GPU 0 is already held" in m for m in messages)
+    assert any("GPU 0 is over-committed" in m and "= 1.3 > 1.0" in m for m in messages)
+
+
+def test_ipv6_listen_address_gives_a_valid_probe_url() -> None:
+    files = _minimal_with("http://127.0.0.1:11434", "http://[::1]:11434")
+    ollama = render(load_files(files).require()).container("ollama")
+    assert ollama is not None and ollama.health.url == "http://[::1]:11434/api/version"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("env_var", "sk-proj-abcdef0123456789"),
+    ("base_url", "https://me:hunter2@ollama.com/v1"),
+])
+def test_error_output_does_not_repeat_values_that_may_be_secrets(field: str, value: str) -> None:
+    files = _minimal_with("    env_var: REMOTE_API_KEY", f"    {field}: {value}" if field == "env_var"
+                          else "    env_var: REMOTE_API_KEY")
+    if field == "base_url":
+        files["providers.yaml"] = files["providers.yaml"].replace("https://ollama.com/v1", value)
+    text = report.problems_text(load_files(files).problems)
+    assert "error" in text and "hunter2" not in text and "sk-proj" not in text
+
+
+def test_markdown_escapes_what_would_break_a_table() -> None:
+    assert report._code("a|b") == "`a\\|b`"
+    assert report._code("x`y") == "``x`y``"
+    assert report._cell("a|b <c>") == "a\\|b &lt;c>"
