@@ -78,6 +78,14 @@ def check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
     return value.rstrip("/")
 
 
+def check_host_port(value: str, scheme: str, example: str) -> str:
+    """`scheme://HOST:PORT` and nothing more: the address a container the controller runs binds."""
+    value = check_url(value, (scheme,), example)
+    if urlsplit(value).port is None or urlsplit(value).path:
+        raise ValueError(f"must be {scheme}://HOST:PORT, e.g. {example}")
+    return value
+
+
 # --------------------------------------------------------------------------- providers.yaml
 
 
@@ -263,10 +271,7 @@ class Gateway(Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = check_url(value, ("http",), "http://127.0.0.1:4000")
-        if urlsplit(value).port is None or urlsplit(value).path:
-            raise ValueError("must be http://HOST:PORT, e.g. http://127.0.0.1:4000")
-        return value
+        return check_host_port(value, "http", "http://127.0.0.1:4000")
 
 
 class Cache(Strict):
@@ -279,10 +284,7 @@ class Cache(Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = check_url(value, ("redis",), "redis://127.0.0.1:6379")
-        if urlsplit(value).port is None or urlsplit(value).path:
-            raise ValueError("must be redis://HOST:PORT, e.g. redis://127.0.0.1:6379")
-        return value
+        return check_host_port(value, "redis", "redis://127.0.0.1:6379")
 
 
 class Policy(Strict):

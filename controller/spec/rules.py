@@ -577,17 +577,12 @@ def _router_settings(spec: models.Spec, ctx: _Ctx) -> None:
     gw = spec.stack.gateway
     for key, value in gw.router_settings.items():
         loc = ("gateway", "router_settings", key)
-        if key in CONTROLLER_ROUTER_KEYS:
-            ctx.add(STACK, loc, "the controller writes this key itself", CONTROLLER_ROUTER_KEYS[key])
-        elif key in GENERAL_SETTINGS_KEYS:
+        if key in GENERAL_SETTINGS_KEYS:
             ctx.add(STACK, loc, f"`{key}` is a LiteLLM general_settings key, not a router setting",
                     "the controller does not set general_settings other than the master key; remove it")
-        elif key not in litellm_keys.ROUTER_ARGS:
-            close = difflib.get_close_matches(key, sorted(litellm_keys.ROUTER_ARGS), n=1)
-            ctx.add(STACK, loc, f"`{key}`: not a LiteLLM router setting"
-                    + (f"; did you mean `{close[0]}`?" if close else ""),
-                    f"see Router() arguments of LiteLLM {litellm_keys.LITELLM_VERSION}",
-                    subject="gateway.router_settings")
+        elif not _known_setting(loc, CONTROLLER_ROUTER_KEYS, litellm_keys.ROUTER_ARGS,
+                                "not a LiteLLM router setting", "Router() arguments", ctx):
+            continue
         elif key == "routing_strategy" and value not in litellm_keys.ROUTING_STRATEGIES:
             ctx.add(STACK, loc, f"LiteLLM has no routing strategy `{value}`",
                     "LiteLLM's strategies: " + ", ".join(litellm_keys.ROUTING_STRATEGIES)
@@ -615,15 +610,23 @@ def _router_settings(spec: models.Spec, ctx: _Ctx) -> None:
                     f"`{key}` is also set by special_cases.error_based_routing in model-mappings.yaml",
                     "keep one of them")
     for key in gw.litellm_settings:
-        loc = ("gateway", "litellm_settings", key)
-        if key in CONTROLLER_LITELLM_KEYS:
-            ctx.add(STACK, loc, "the controller writes this key itself", CONTROLLER_LITELLM_KEYS[key])
-        elif key not in litellm_keys.LITELLM_SETTINGS:
-            close = difflib.get_close_matches(key, sorted(litellm_keys.LITELLM_SETTINGS), n=1)
-            ctx.add(STACK, loc, f"`{key}`: not a LiteLLM setting (LiteLLM would silently ignore it)"
-                    + (f"; did you mean `{close[0]}`?" if close else ""),
-                    f"see litellm_settings of LiteLLM {litellm_keys.LITELLM_VERSION}",
-                    subject="gateway.litellm_settings")
+        _known_setting(("gateway", "litellm_settings", key), CONTROLLER_LITELLM_KEYS, litellm_keys.LITELLM_SETTINGS,
+                       "not a LiteLLM setting (LiteLLM would silently ignore it)", "litellm_settings", ctx)
+
+
+def _known_setting(loc: tuple[str, str, str], owned: Mapping[str, str], known: frozenset[str],
+                   unknown: str, docs: str, ctx: _Ctx) -> bool:
+    """Report a key the controller writes itself or LiteLLM does not know; True when it is fine."""
+    key = loc[-1]
+    if key in owned:
+        ctx.add(STACK, loc, "the controller writes this key itself", owned[key])
+        return False
+    if key not in known:
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        ctx.add(STACK, loc, f"`{key}`: {unknown}" + (f"; did you mean `{close[0]}`?" if close else ""),
+                f"see {docs} of LiteLLM {litellm_keys.LITELLM_VERSION}", subject=".".join(loc[:2]))
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- rule 7: warnings
