@@ -166,3 +166,9 @@ def test_github_workflow_calls_plan_with_flags_that_exist() -> None:
     argv = ["plan", *command.replace('"${args[@]}"', "--path sub").replace('"', "").split()]
     args = build_parser().parse_args(argv)
     assert (args.format, args.detailed_exitcode, args.path) == ("markdown", True, "sub")
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "providers.yaml").write_bytes(b"providers:\n  a:\n    models: [\xff]\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    assert f"{tmp_path}/providers.yaml:3: not UTF-8 text (byte 0xff); save the file as UTF-8" in capsys.readouterr().err

@@ -114,3 +114,52 @@ def test_provider_order_does_not_change_the_output(files: dict[str, str], rnd: o
     a, b = render(load_files(files).require()), render(load_files(shuffled).require())
     assert a.config_text == b.config_text
     assert a.containers == b.containers
+
+
+# --------------------------------------------------------------------------- mutations of real specs
+
+EXAMPLE = {name: text for name, text in __import__("conftest").read_spec_dir(
+    __import__("conftest").ROOT / "config" / "example").items()}
+MUTATIONS = ["delete", "duplicate", "swap", "indent", "dedent", "truncate", "replace_char", "insert_char"]
+
+
+@st.composite
+def mutated_example(draw: st.DrawFn) -> dict[str, str]:
+    """config/example with a few line-level edits of the kinds hands make: a line lost,
+    doubled, moved, mis-indented, cut short, or a character changed."""
+    files = dict(EXAMPLE)
+    for _ in range(draw(st.integers(1, 4))):
+        name = draw(st.sampled_from(sorted(files)))
+        lines = files[name].split("\n")
+        i = draw(st.integers(0, len(lines) - 1))
+        kind = draw(st.sampled_from(MUTATIONS))
+        line = lines[i]
+        if kind == "delete":
+            del lines[i]
+        elif kind == "duplicate":
+            lines.insert(i, line)
+        elif kind == "swap" and i + 1 < len(lines):
+            lines[i], lines[i + 1] = lines[i + 1], line
+        elif kind == "indent":
+            lines[i] = "  " + line
+        elif kind == "dedent":
+            lines[i] = line[2:]
+        elif kind == "truncate":
+            lines[i] = line[: draw(st.integers(0, max(len(line) - 1, 0)))]
+        elif kind in ("replace_char", "insert_char") and line:
+            j = draw(st.integers(0, len(line) - 1))
+            c = draw(st.sampled_from([":", "-", "[", "]", "{", "}", "'", '"', "#", "&", "*", "!", "|", ">", " ", "x", "0"]))
+            lines[i] = line[:j] + c + line[j + (kind == "replace_char"):]
+        files[name] = "\n".join(lines)
+    return files
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_example())
+def test_mutated_example_specs_give_located_problems_or_render(files: dict[str, str]) -> None:
+    loaded = load_files(files)
+    for problem in loaded.problems:
+        assert problem.line >= 1 and problem.column >= 1, problem.format()
+        assert problem.hint, problem.format()
+    if not loaded.errors:
+        render(loaded.require())

@@ -27,10 +27,20 @@ def read_dir(path: str | Path) -> dict[str, str]:
             raise SourceError(f"{file}: not a file; the spec directory's {name} must be a YAML file")
         if file.is_file():
             try:
-                out[name] = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SourceError(f"{file}: cannot be read: {exc}") from exc
+                out[name] = decode(file.read_bytes(), str(file))
+            except OSError as exc:
+                raise SourceError(f"{file}: cannot be read: {exc.strerror or exc}") from exc
     return out
+
+
+def decode(data: bytes, where: str) -> str:
+    """UTF-8 text, or a SourceError naming the line of the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SourceError(f"{where}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                          "save the file as UTF-8") from exc
 
 
 def open_repo(path: str | Path) -> git.Repo:
@@ -66,8 +76,5 @@ def read_commit(repo: git.Repo, rev: str, subdir: str = "") -> dict[str, str]:
             blob = tree / name
         except KeyError:
             continue
-        try:
-            out[name] = blob.data_stream.read().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SourceError(f"commit {commit.hexsha[:12]}: {name} is not UTF-8 text") from exc
+        out[name] = decode(blob.data_stream.read(), f"commit {commit.hexsha[:12]}: {subdir.strip('/') + '/' if subdir.strip('/') else ''}{name}")
     return out

@@ -139,6 +139,9 @@ def _message(err: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str]:
         return message, "known keys here: " + ", ".join(sorted(known))
     if kind == "missing":
         return "required key is missing", f"add `{loc[-1]}:`"
+    if loc and loc[-1] == "[key]" and isinstance(err.get("input"), bool):
+        return ("YAML reads this name as true/false (on, off, yes, no, y, n do that)",
+                'quote it: "on":')
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "[key]":
         pattern = err.get("ctx", {}).get("pattern", "")
         return (f"name `{err.get('input')}` is not allowed",
@@ -177,7 +180,7 @@ _SECRETISH = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
 def _shown(value: Any, loc: Sequence[Any]) -> str:
     """The offending value, unless it may be a secret: error output ends up in CI logs and PR comments."""
     text = str(value)
-    if (any(_SECRETISH.search(str(part)) for part in loc[-2:]) or "@" in text
+    if (any(_SECRETISH.search(str(part)) for part in loc[-2:] if part != "[key]") or "@" in text
             or re.match(r"^(sk-|sk_|ghp_|hf_|xox[bp]-|AKIA)", text) or len(text) > 80):
         return "a value not shown here, since it may be a secret"
     return repr(value)
@@ -215,7 +218,9 @@ def _shape_problems(filename: str, data: Any, exc: ValidationError) -> list[Prob
         line, col = yamlpos.position(data, loc[:-1] if err["type"] == "missing" else loc)
         message, hint = _message(err, model)
         # an unknown key is about its parent ("vllm-qwen: `stauts`: unknown key")
-        subject = subject_of(filename, loc[:-1] if err["type"] == "extra_forbidden" else loc)
+        # an unknown key, or a bad key name, is about the mapping that holds it
+        parent = loc[:-1] if err["type"] == "extra_forbidden" else loc[:-2] if loc[-1:] == ("[key]",) else loc
+        subject = subject_of(filename, parent)
         problems.append(Problem(filename, line, col, subject, message, hint))
     return problems
 

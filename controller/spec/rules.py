@@ -270,8 +270,11 @@ def _ports(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
         for i, later in enumerate(users):
             clash = next((u for u in users[:i] if _same_host(u, later)), None)
             if clash is not None:
+                anywhere = [b.who for b in (clash, later) if b.host is None]
                 ctx.add(later.file, later.loc, f"port {port} is also bound by `{clash.who}`",
-                        "every active container on a host needs its own port", subject=later.who)
+                        "every active container on a host needs its own port"
+                        + (f" (`{anywhere[0]}` has no `host:`, so it runs on every host)"
+                           if anywhere and (clash.host or later.host) else ""), subject=later.who)
 
 
 def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
@@ -334,6 +337,11 @@ def _warnings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> Non
                     "what runs would change without a commit",
                     "pin a version tag or a digest", warning=True)
     for key, entry in spec.mappings.fallback_chains.items():
+        for i, name in enumerate(entry.chain):
+            if name == key or name in entry.chain[:i]:
+                ctx.add(MAPPINGS, ("fallback_chains", key, "chain", i),
+                        f"`{name}` is {'the model itself' if name == key else 'already in the chain'}; it is skipped",
+                        "remove it", warning=True)
         if len(entry.chain) > MAX_FALLBACKS:
             ctx.add(MAPPINGS, ("fallback_chains", key, "chain"),
                     f"chain has {len(entry.chain)} models; LiteLLM tries at most {MAX_FALLBACKS}",
