@@ -277,33 +277,55 @@ def _ports(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
                            if anywhere and (clash.host or later.host) else ""), subject=later.who)
 
 
-def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
-    holders: list[tuple[str, set[str], float, _Bound, bool]] = []
+@dataclass(frozen=True)
+class _GpuUser:
+    order: int               # position in providers.yaml: the later of two clashing users is reported
+    name: str
+    devices: frozenset[str]  # {"*"} for `gpus: all`
+    share: float             # gpu_memory_utilization, vLLM's default 0.9 when unset
+    bound: _Bound
+    vllm: bool
+
+
+def _gpu_users(spec: models.Spec) -> list[_GpuUser]:
+    users = []
     for name, p, c in containers(spec):
-        if p.status != "active" or c.gpus is None:
+        if p.status == "active" and c.gpus is not None:
+            share = p.gpu_memory_utilization if p.gpu_memory_utilization is not None else (
+                0.9 if p.type == "vllm" else 0.0)
+            users.append(_GpuUser(len(users), name, frozenset({"*"} if c.gpus == "all" else c.gpus), share,
+                                  _Bound(PROVIDERS, ploc(name, "container", "gpus"), name, c.host), p.type == "vllm"))
+    return users
+
+
+def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
+    """One active vLLM per GPU per host; memory fractions per GPU per host add up to at most 1.0.
+    Users are indexed by device, so a thousand providers cost no more than a few."""
+    users = _gpu_users(spec)
+    by_device: dict[str, list[_GpuUser]] = {}
+    for u in users:
+        for d in u.devices:
+            by_device.setdefault(d, []).append(u)
+    everywhere = by_device.get("*", [])
+    for i, u in enumerate(users):
+        if not u.vllm:
             continue
-        devices = {"*"} if c.gpus == "all" else set(c.gpus)
-        share = p.gpu_memory_utilization if p.gpu_memory_utilization is not None else (
-            0.9 if p.type == "vllm" else 0.0)  # vLLM's own default is 0.9
-        holders.append((name, devices, share, _Bound(PROVIDERS, ploc(name, "container", "gpus"),
-                                                      name, c.host), p.type == "vllm"))
-    for i, (name, devices, _, bound, is_vllm) in enumerate(holders):
-        if not is_vllm:
-            continue
-        for other, odev, _, obound, ovllm in holders[:i]:
-            shared = devices & odev or ("*" in devices or "*" in odev)
-            if ovllm and shared and _same_host(bound, obound):
-                gpu = ", ".join(sorted(devices & odev))
-                ctx.add(PROVIDERS, bound.loc,
-                        f"{f'GPU {gpu} is' if gpu else 'the GPUs are'} already held by active vllm provider `{other}`",
-                        f"only one vllm runs per GPU; set `status: disabled` on `{name}` or `{other}`",
-                        subject=name)
-    ids = sorted({d for _, devs, *_ in holders for d in devs if d != "*"}) or (["*"] if holders else [])
-    hosts = sorted({b.host for *_, b, _ in holders if b.host is not None}) or [None]
+        earlier = users[:i] if "*" in u.devices else [
+            o for d in sorted(u.devices) for o in by_device.get(d, []) + everywhere if o.order < i]
+        clash = next((o for o in earlier if o.vllm and _same_host(u.bound, o.bound)), None)
+        if clash is not None:
+            gpu = ", ".join(sorted(u.devices & clash.devices))
+            ctx.add(PROVIDERS, u.bound.loc,
+                    f"{f'GPU {gpu} is' if gpu else 'the GPUs are'} already held by active vllm provider `{clash.name}`",
+                    f"only one vllm runs per GPU; set `status: disabled` on `{u.name}` or `{clash.name}`",
+                    subject=u.name)
+    hosts = sorted({u.bound.host for u in users if u.bound.host is not None}) or [None]
+    devices = sorted(d for d in by_device if d != "*") or (["*"] if everywhere else [])
     for host in hosts:
-        for gpu in ids:
-            _gpu_sum(gpu, [(n, s, b) for n, devs, s, b, _ in holders
-                           if (gpu in devs or "*" in devs) and s > 0 and b.host in (None, host)], ctx)
+        for gpu in devices:
+            sharing = by_device.get(gpu, []) + (everywhere if gpu != "*" else [])
+            _gpu_sum(gpu, [(u.name, u.share, u.bound) for u in sorted(sharing, key=lambda u: u.order)
+                           if u.share > 0 and u.bound.host in (None, host)], ctx)
 
 
 def _gpu_sum(gpu: str, users: list[tuple[str, float, _Bound]], ctx: Findings) -> None:
