@@ -1,30 +1,31 @@
 """The `llm-gitops` command: argparse subcommands, the composition root, errors -> exit codes.
 
 The only module that wires the pure core (spec, render, plan, report) to the adapters.
-Exit codes: 0 success, 1 a problem in the user's input or a failed operation (the
-message says what and where), 2 usage errors (argparse), and for `plan
---detailed-exitcode` 0 no changes / 2 changes / 1 error, like `terraform plan`.
+Exit codes: 0 success, 1 a problem in the user's input, a failed operation or a usage
+error (the message says what and where), and for `plan --detailed-exitcode` 0 no changes /
+2 changes / 1 error, like `terraform plan`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 from controller import __version__, report
 from controller.errors import ControllerError, Problem, SpecInvalid
-from controller.observed import from_desired
+from controller.plan import actual_from, spec_changes
 from controller.plan import plan as make_plan
-from controller.plan import spec_changes
-from controller.render import Desired, render
-from controller.spec import FILES, Loaded, load_files, models
+from controller.render import render
+from controller.review import review
+from controller.spec import FILES, PROVIDERS, Loaded, load_files, models
 
 SCHEMA_MODELS = {"providers.yaml": models.ProvidersFile, "model-mappings.yaml": models.MappingsFile,
                  "stack.yaml": models.StackFile}
@@ -49,7 +50,7 @@ def _load_dir(directory: str) -> Loaded:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     loaded = _load_dir(args.dir)
-    _out(report.problems_text(loaded.problems))
+    _out(report.problems_text([_located(p, args.dir) for p in loaded.problems]))
     if loaded.errors:
         if not loaded.rules_ran:
             _out("References, ports, GPUs, secrets and policy are checked once these are fixed.")
@@ -62,7 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     loaded = _load_dir(args.dir)
     if loaded.errors or loaded.spec is None:
-        sys.stderr.write(report.problems_text(loaded.problems) + "\n")
+        sys.stderr.write(report.problems_text([_located(p, args.dir) for p in loaded.problems]) + "\n")
         return 1
     body = render(loaded.spec).as_dict()
     if args.format == "json":
@@ -101,6 +102,27 @@ def _at(repo: Any, rev: str, subdir: str) -> Loaded:
     return load_files(source.read_commit(repo, rev, subdir))
 
 
+def _base(repo: Any, rev: str, subdir: str) -> tuple[str, Loaded | None, list[str]]:
+    """What to plan from: the base commit if its spec is valid, else its nearest valid
+    first-parent ancestor (what a controller would still be running), else nothing."""
+    from controller.adapters import source
+
+    files = source.read_commit(repo, rev, subdir, missing_ok=True)
+    if PROVIDERS not in files:
+        return rev, None, [f"The base commit {rev[:12]} has no spec{f' at {subdir}' if subdir else ''} yet; "
+                           "this plan starts from nothing."]
+    loaded = load_files(files)
+    if not loaded.errors:
+        return rev, loaded, []
+    why = f"The base commit {rev[:12]} is itself invalid ({len(loaded.errors)} error(s))"
+    for ancestor in source.ancestors(repo, rev, limit=50):
+        older = load_files(source.read_commit(repo, ancestor, subdir, missing_ok=True))
+        if older.spec is not None and not older.errors:
+            return ancestor, older, [f"{why}; this plan starts from its nearest valid ancestor {ancestor[:12]}, "
+                                     "which is what a controller would still be running."]
+    return rev, None, [f"{why} and has no valid ancestor; this plan starts from nothing."]
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from controller.adapters import source
 
@@ -110,22 +132,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if head.errors or head.spec is None:
         return _plan_invalid(args, head_rev, head.problems)
     head_desired = render(head.spec)
-    base_desired: Desired | None = None
-    base_raw: dict[str, Any] = {}
-    base_rev = EMPTY_BASE
-    notes: list[str] = []  # said before anything else in the report
+    base_rev, base, preface = EMPTY_BASE, None, []
     if args.base != EMPTY_BASE:
-        base_rev = source.resolve(repo, args.base)
-        base = _at(repo, base_rev, args.path)
-        if base.spec is None or base.errors:
-            notes.append(f"The base commit {base_rev[:12]} is itself invalid ({len(base.errors)} error(s)); "
-                         "this plan starts from nothing.")
-        else:
-            base_desired, base_raw = render(base.spec), dict(base.raw)
-    result = make_plan(head_desired, from_desired(base_desired), changes=spec_changes(base_raw, dict(head.raw)),
-                       base=base_desired, warnings=head.warnings)
-    if notes:
-        result = dataclasses.replace(result, preface=tuple(notes))
+        base_rev, base, preface = _base(repo, source.resolve(repo, args.base), args.path)
+    base_desired = render(base.spec) if base is not None and base.spec is not None else None
+    steps = make_plan(head_desired, actual_from(base_desired),
+                      changes=spec_changes(dict(base.raw) if base else {}, dict(head.raw)))
+    result = review(steps, base_desired, head_desired, head_warnings=head.warnings,
+                    base_warnings=base.warnings if base else ())
+    result = dataclasses.replace(result, preface=tuple(preface),
+                                 warnings=tuple(_located(w, args.path) for w in result.warnings))
     if args.format == "json":
         _out(report.plan_json(result, base=base_rev, head=head_rev))
     elif args.format == "markdown":
@@ -137,10 +153,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _located(problem: Problem, directory: str) -> Problem:
+    """A problem whose file is named from where the user stands (`specs/gpu-1/providers.yaml`),
+    so that editors, terminals and PR reviewers can jump to it."""
+    directory = directory.strip()
+    if directory in ("", "."):
+        return problem
+    return dataclasses.replace(problem, file=f"{directory.rstrip('/')}/{problem.file}")
+
+
 def _plan_invalid(args: argparse.Namespace, head_rev: str, problems: list[Problem]) -> int:
     where = f"head commit {head_rev[:12]}" + (f" ({args.path})" if args.path else "")
+    problems = [_located(p, args.path) for p in problems]
     if args.format == "json":
-        _out(json.dumps({"head": head_rev, "error": f"{where}: spec is invalid",
+        _out(json.dumps({"base": args.base, "head": head_rev, "error": f"{where}: spec is invalid",
                          "problems": [p.as_dict() for p in problems]}, indent=2))
     elif args.format == "markdown":
         _out("\n".join([report.MARKER, f"### llm-gitops plan: `{head_rev[:12]}` is invalid", "",
@@ -154,41 +180,55 @@ def _plan_invalid(args: argparse.Namespace, head_rev: str, problems: list[Proble
 # --------------------------------------------------------------------------- wiring
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llm-gitops",
-        description="GitOps for self-hosted LLM inference: git is the only way to change the stack.")
-    parser.add_argument("--version", action="version", version=f"llm-gitops {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1, not argparse's 2: under `plan --detailed-exitcode` 2 means
+    "changes", and a mistyped flag in CI must not read as success."""
 
-    p = sub.add_parser("validate", help="check a spec directory against every rule",
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an unexpected error")
+    parser = _Parser(
+        prog="llm-gitops", parents=[common],
+        description="GitOps for self-hosted LLM inference: git is the only way to change the stack.",
+        epilog="Exit codes: 0 success, 1 a problem (listed) or a usage error; "
+               "`plan --detailed-exitcode`: 0 no changes, 2 changes, 1 error.")
+    parser.add_argument("--version", action="version", version=f"llm-gitops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = functools.partial(sub.add_parser, parents=[common])
+
+    p = add("validate", help="check a spec directory against every rule",
                        description="Check providers.yaml, model-mappings.yaml and stack.yaml. Exit 0 when "
                        "valid (warnings are printed), 1 with every problem listed as file:line:column.")
     p.add_argument("dir", nargs="?", default=".", help="the spec directory (default: .)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("render", help="print the LiteLLM config and container specs a spec directory gives",
+    p = add("render", help="print the LiteLLM config and container specs a spec directory gives",
                        description="Print {litellm_config, containers} for a valid spec directory. "
                        "Secret values never appear; only the names of the variables that hold them.")
     p.add_argument("dir", nargs="?", default=".", help="the spec directory (default: .)")
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("plan", help="what changes between two commits of a spec repo (no Docker needed)",
+    p = add("plan", help="what changes between two commits of a spec repo (no Docker needed)",
                        description="Compare the spec at --base with the spec at --head: per container "
                        "create/recreate/remove/unchanged with the file and field that caused it, the "
                        "LiteLLM config diff, public models added/removed/re-routed, warnings and impact.")
-    p.add_argument("--repo", required=True, help="path of the git repository")
+    p.add_argument("--repo", required=True, help="path of the git repository (or any directory inside it)")
     p.add_argument("--base", required=True, help=f"the revision running now, or `{EMPTY_BASE}` for an empty host")
     p.add_argument("--head", required=True, help="the revision to apply")
-    p.add_argument("--path", default="", help="the spec directory inside the repository (default: its root)")
+    p.add_argument("--path", default="", help="the spec directory, relative to the repository's top (default: the top)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing changes, 2 when something does, 1 on error")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("schema", help="JSON Schema of the three spec files, for editors",
+    p = add("schema", help="JSON Schema of the three spec files, for editors",
                        description="Print the JSON Schemas (or write them with --out) for "
                        "yaml-language-server: `# yaml-language-server: $schema=providers.schema.json`.")
     p.add_argument("--out", help="write providers.schema.json, model-mappings.schema.json, stack.schema.json here")
@@ -210,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         _err(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback, "
              "and please report it)")

@@ -2,15 +2,14 @@
 
 The last pure stage before `apply`. `plan(desired, actual)` decides per container:
 create, recreate (spec hash differs), start (stopped but matching), remove (no longer
-wanted) or unchanged, and orders the steps as ARCHITECTURE.md says: free GPUs first, then
-the cache, providers, the gateway, orphans last. A Plan also carries what reviewers of a
-pull request need: the diff of the rendered LiteLLM config, public models added, removed
-and re-routed, warnings, and impact notes. Pure: no Docker, no git, no clock.
+wanted) or unchanged, and orders the steps as ARCHITECTURE.md says: first what frees a GPU
+or a port that another container needs, then the cache, providers, the gateway, orphans
+last. What a pull-request reviewer needs besides (config diff, model changes, impact) is
+added by `controller.review`. Pure: no Docker, no git, no clock.
 """
 
 from __future__ import annotations
 
-import difflib
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,9 +52,10 @@ class Plan:
     models_added: tuple[str, ...] = ()
     models_removed: tuple[str, ...] = ()
     models_rerouted: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (old, new)
-    warnings: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()   # warnings this change brings
+    known_warnings: int = 0              # warnings the base had already (not repeated)
     notes: tuple[str, ...] = ()
-    preface: tuple[str, ...] = ()  # what the reader must know first (e.g. the base was invalid)
+    preface: tuple[str, ...] = ()        # what the reader must know first (e.g. the base was invalid)
 
     @property
     def changes(self) -> tuple[Step, ...]:
@@ -73,9 +73,19 @@ class Plan:
                        "rerouted": {k: {"from": a, "to": b} for k, (a, b) in self.models_rerouted.items()}},
             "config_diff": self.config_diff,
             "warnings": [w.as_dict() for w in self.warnings],
+            "known_warnings": self.known_warnings,
             "notes": list(self.notes),
             "preface": list(self.preface),
         }
+
+
+def actual_from(desired: Desired | None) -> tuple[ObservedContainer, ...]:
+    """The containers a commit's Desired state leaves running: the base of an offline plan."""
+    if desired is None:
+        return ()
+    return tuple(ObservedContainer(name=c.name, key=c.key, component=c.component, spec_hash=c.spec_hash,
+                                   gpus=c.gpus, port=c.port, spec=c.model_dump(mode="json"))
+                 for c in desired.containers)
 
 
 # --------------------------------------------------------------------------- why: source changes
@@ -102,29 +112,31 @@ def _diff(a: Any, b: Any, loc: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
                 yield (*loc, key)
             else:
                 yield from _diff(a[key], b[key], (*loc, key))
+    elif (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+          and all(isinstance(x, dict) for x in a + b)):
+        # lists of mappings (models, load-balancing targets): item by item, so that an
+        # informational key inside an item is recognised as such; lists of values (args) whole
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _diff(x, y, (*loc, i))
     elif a != b:
         yield loc
-
-
-def _inputs(spec: ContainerSpec) -> list[SourceChange]:
-    """The spec prefixes that feed a container (what can be a reason to restart it)."""
-    common: list[SourceChange] = [(STACK, ("name",))]
-    if spec.component == "provider":
-        return [*common, (PROVIDERS, ("providers", spec.provider))]
-    if spec.component == "cache":
-        return [*common, (STACK, ("cache",))]
-    return [*common, (STACK, ("gateway",)), (STACK, ("cache",)), (MAPPINGS, ())]
 
 
 _GATEWAY_PROVIDER_KEYS = {"type", "status", "base_url", "models", "env_var", "api_key"}
 
 
 def _feeds(spec: ContainerSpec, change: SourceChange) -> bool:
+    """Whether a changed key is an input of a container (can be a reason to restart it)."""
     file, loc = change
-    if spec.component == "gateway" and file == PROVIDERS:
-        # what the LiteLLM config reads of a provider; its container block is not among it
+    if loc == ("name",) and file == STACK:
+        return True
+    if spec.component == "provider":
+        return file == PROVIDERS and loc[:2] == ("providers", spec.provider)
+    if spec.component == "cache":
+        return file == STACK and loc[:1] == ("cache",)
+    if file == PROVIDERS:  # the gateway reads a provider's routing keys, not its container block
         return len(loc) < 3 and loc[:1] == ("providers",) or (len(loc) >= 3 and loc[2] in _GATEWAY_PROVIDER_KEYS)
-    return any(file == f and loc[:len(prefix)] == prefix for f, prefix in _inputs(spec))
+    return file == MAPPINGS or file == STACK and loc[:1] in (("gateway",), ("cache",))
 
 
 def _describe(change: SourceChange) -> str:
@@ -132,9 +144,9 @@ def _describe(change: SourceChange) -> str:
     return f"{file}: {subject_of(file, loc)}"
 
 
-def _field_reasons(old: ContainerSpec, new: ContainerSpec) -> list[str]:
-    a, b = old.model_dump(exclude={"spec_hash"}), new.model_dump(exclude={"spec_hash"})
-    names = [k for k in a if a[k] != b[k]]
+def _field_reasons(old: Mapping[str, Any], new: ContainerSpec) -> list[str]:
+    now = new.model_dump(mode="json")
+    names = [k for k in now if k != "spec_hash" and old.get(k) != now[k]]
     if names == ["config_digest"]:
         return ["rendered LiteLLM config changed"]
     return [f"rendered {k} changed" for k in names] or ["a secret it receives changed"]
@@ -143,8 +155,6 @@ def _field_reasons(old: ContainerSpec, new: ContainerSpec) -> list[str]:
 def _recreate_reasons(desired: ContainerSpec, actual: ObservedContainer,
                       changes: Sequence[SourceChange]) -> tuple[str, ...]:
     found = [_describe(c) for c in changes if _feeds(desired, c)]
-    if desired.component == "gateway" and actual.spec is not None and actual.spec.config_digest != desired.config_digest:
-        found = found or ["rendered LiteLLM config changed"]
     if found:
         return tuple(dict.fromkeys(found))
     if actual.spec is not None:
@@ -152,28 +162,52 @@ def _recreate_reasons(desired: ContainerSpec, actual: ObservedContainer,
     return ("spec hash differs from the running container's",)
 
 
+def _create_reason(spec: ContainerSpec, changes: Sequence[SourceChange]) -> str:
+    """The most telling change behind a new container: the stack's rename, the provider's
+    activation or arrival, then anything else that feeds it."""
+    feeding = [c for c in changes if _feeds(spec, c)]
+    if spec.component != "provider":
+        rename = (STACK, ("name",)) in feeding
+        return "new: " + (f"{STACK}: name" if rename else f"{STACK}: {spec.component}")
+    feeding.sort(key=lambda c: (c[1][2:] != ("status",), len(c[1])))
+    return "new: " + _describe(feeding[0] if feeding else (PROVIDERS, ("providers", spec.key)))
+
+
 # --------------------------------------------------------------------------- the plan
 
 
-def _phase(step: Step, wanted_ports: set[int]) -> int:
-    """Order of ARCHITECTURE.md: free GPUs (and ports a new container needs), cache,
-    providers, gateway, orphans."""
-    old = step.actual.spec if step.actual is not None else None
+def _devices(gpus: str | Sequence[str] | None) -> set[str]:
+    return set() if gpus is None else {"*"} if gpus == "all" else set(gpus)
+
+
+def _frees(step: Step, desired: Desired) -> bool:
+    """Whether stopping this step's old container frees a GPU or port another container wants."""
+    old = step.actual
+    if old is None or step.action not in (Action.REMOVE, Action.RECREATE):
+        return False
+    others = [c for c in desired.containers if c.name != step.name]
+    held = _devices(old.gpus)
+    wanted = set().union(*(_devices(c.gpus) for c in others)) if others else set()
+    gpu_clash = bool(held and wanted and (held & wanted or "*" in held or "*" in wanted))
+    return gpu_clash or old.port in {c.port for c in others} or (step.action is Action.REMOVE and bool(held))
+
+
+def _phase(step: Step, desired: Desired) -> int:
+    """Order of ARCHITECTURE.md: free GPUs and ports, cache, providers, gateway, orphans."""
+    if _frees(step, desired):
+        return 0
     if step.action is Action.REMOVE:
-        frees = old is not None and (old.gpus is not None or old.port in wanted_ports)
-        return 0 if frees else 4
+        return 4
     return {"cache": 1, "provider": 2, "gateway": 3}.get(step.component, 2)
 
 
 def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
-         changes: Sequence[SourceChange] = (), base: Desired | None = None,
-         warnings: Sequence[Problem] = ()) -> Plan:
+         changes: Sequence[SourceChange] = ()) -> Plan:
     """What to do so that `actual` becomes `desired`, and why.
 
     Containers are matched by name (`<stack>-<provider>`), so renaming the stack removes the
     old containers and creates new ones. `changes` (from `spec_changes`) explain each step by
-    file and field; `base` (the Desired of the commit that `actual` came from, when known)
-    adds the config diff, the public model changes and the impact notes.
+    file and field; without them (live state only) the reasons are the rendered fields.
     """
     by_name = {a.name: a for a in actual}
     steps: list[Step] = []
@@ -194,103 +228,5 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
         why += [_describe(c) for c in changes if c == (STACK, ("name",))]
         steps.append(Step(Action.REMOVE, have.key, have.name, have.component,
                           tuple(why) or ("no longer in the spec",), None, have))
-    ports = {c.port for c in desired.containers}
-    steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s, ports), s.key))
-    result = Plan(steps=tuple(steps), warnings=tuple(sorted(warnings)))
-    return _with_review(result, base, desired) if base is not None or not actual else result
-
-
-def _create_reason(spec: ContainerSpec, changes: Sequence[SourceChange]) -> str:
-    feeding = [c for c in changes if _feeds(spec, c) and not is_informational(*c)]
-    if feeding:
-        return "new: " + _describe(feeding[0])
-    return "new: " + (f"{PROVIDERS}: {spec.key}" if spec.component == "provider" else f"{STACK}: {spec.component}")
-
-
-def _with_review(p: Plan, base: Desired | None, head: Desired) -> Plan:
-    old_routes = base.routes if base else {}
-    old_aliases = base.aliases if base else {}
-    old_names, new_names = set(old_routes) | set(old_aliases), set(head.routes) | set(head.aliases)
-    rerouted = {}
-    for name in sorted(old_names & new_names):
-        a = ", ".join(old_routes.get(name, ())) or f"alias of {old_aliases.get(name)}"
-        b = ", ".join(head.routes.get(name, ())) or f"alias of {head.aliases.get(name)}"
-        if a != b:
-            rerouted[name] = (a, b)
-    diff = "".join(difflib.unified_diff(
-        (base.config_text if base else "").splitlines(keepends=True), head.config_text.splitlines(keepends=True),
-        fromfile="litellm-config.yaml (base)", tofile="litellm-config.yaml (head)"))
-    notes = _notes(p, base, head, old_names - new_names)
-    return Plan(steps=p.steps, config_diff=diff, models_added=tuple(sorted(new_names - old_names)),
-                models_removed=tuple(sorted(old_names - new_names)), models_rerouted=rerouted,
-                warnings=p.warnings, notes=tuple(notes))
-
-
-def _gpu_holders(desired: Desired | None) -> dict[str, list[str]]:
-    holders: dict[str, list[str]] = {}
-    for c in desired.containers if desired else ():
-        if c.provider_type == "vllm" and c.gpus is not None:
-            for gpu in (("all",) if c.gpus == "all" else c.gpus):
-                holders.setdefault(gpu, []).append(c.key)
-    return holders
-
-
-def _notes(p: Plan, base: Desired | None, head: Desired, removed: set[str]) -> list[str]:
-    notes = []
-    # a container removed under one name and created under another (a stack rename) restarts too
-    replaced = ({s.key for s in p.changes if s.action is Action.CREATE}
-                & {s.key for s in p.changes if s.action is Action.REMOVE})
-    restarts = [s for s in p.changes if s.action is Action.RECREATE
-                or s.action is Action.CREATE and s.key in replaced]
-    gateway_restarts = any(s.component == "gateway" for s in restarts)
-    restarting = {s.key for s in p.changes if s.component == "provider" and s.action is not Action.CREATE}
-    for step in restarts:
-        if step.component == "gateway":
-            notes.append("The gateway restarts: requests to every model fail for the ~10 s LiteLLM takes to boot.")
-        elif step.component == "provider" and base:
-            notes += _restart_note(step, base, head, restarting, gateway_restarts)
-        elif step.component == "cache":
-            notes.append("The cache restarts empty: cached responses are lost.")
-    old, new = _gpu_holders(base), _gpu_holders(head)
-    for gpu in sorted(set(old) | set(new)):
-        a, b = ", ".join(old.get(gpu, [])), ", ".join(new.get(gpu, []))
-        where = "every GPU" if gpu == "all" else f"GPU {gpu}"
-        if a and b and a != b:
-            notes.append(f"The {where} holder changes from {a} to {b}: {a} stops before {b} starts.")
-        elif b and not a:
-            notes.append(f"{b} takes {where}.")
-        elif a and not b:
-            notes.append(f"{a} stops and frees {where}.")
-    if removed:
-        notes.append("Clients asking for " + ", ".join(sorted(removed)) + " will get 'model not found'.")
-    return notes
-
-
-def _restart_note(step: Step, base: Desired, head: Desired, restarting: set[str], gateway_restarts: bool) -> list[str]:
-    """Which public names go dark while a provider restarts, and which keep another route."""
-    def down(route: str) -> bool:
-        return route.split("/", 1)[0] in restarting
-
-    mine = step.key + "/"
-    served = {n: routes for n, routes in base.routes.items() if any(r.startswith(mine) for r in routes)}
-    if not served:
-        return []
-    dark = {n for n, routes in served.items() if all(down(r) for r in routes)}
-    shared = sorted(set(served) - dark)
-    alone = sorted(dark | {alias for alias, target in base.aliases.items() if target in dark})
-    wait = step.desired.startup_timeout_s if step.desired else 0
-    parts = []
-    if alone:
-        live = {} if gateway_restarts else {
-            n: [t for t in head.fallbacks.get(n, []) if not all(down(r) for r in head.routes.get(t, ("x/",)))]
-            for n in alone}
-        parts.append(", ".join(alone) + f" unavailable for up to {wait} s" + _fallback_note(live))
-    if shared:
-        parts.append(", ".join(shared) + " keep their other providers meanwhile")
-    return [f"`{step.key}` restarts: " + "; ".join(parts) + "."]
-
-
-def _fallback_note(live: dict[str, list[str]]) -> str:
-    """`live`: for each dark name, the fallbacks that stay up (empty while the gateway restarts)."""
-    covered = [f"{n} falls back to {chain[0]}" for n, chain in live.items() if chain]
-    return (" (meanwhile " + "; ".join(covered) + ")") if covered else ""
+    steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s, desired), s.key))
+    return Plan(steps=tuple(steps))

@@ -53,10 +53,16 @@ def plan_text(plan: Plan, *, base: str, head: str) -> str:
     if plan.notes:
         lines += ["", "Impact:", *(f"  - {n}" for n in plan.notes)]
     if plan.warnings:
-        lines += ["", "Warnings:", *(f"  {w.format()}" for w in plan.warnings)]
+        lines += ["", "Warnings this change brings:", *(f"  {w.format()}" for w in plan.warnings)]
+    if plan.known_warnings:
+        lines += ["", f"({_already(plan.known_warnings)})"]
     if plan.config_diff:
         lines += ["", "LiteLLM config diff:", plan.config_diff.rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _already(count: int) -> str:
+    return f"{count} warning(s) that the base commit had already are not repeated; `llm-gitops validate` lists them"
 
 
 def _model_lines(plan: Plan) -> list[str]:
@@ -86,8 +92,10 @@ def plan_markdown(plan: Plan, head_desired: Desired, *, base: str, head: str) ->
     if plan.notes:
         lines += ["#### Impact", "", *(f"- {_cell(n)}" for n in plan.notes), ""]
     if plan.warnings:
-        lines += ["#### Warnings", "", *(f"- {_code(f'{w.file}:{w.line}')} {_cell(w.subject)}: {_cell(w.message)}"
-                                         for w in plan.warnings), ""]
+        lines += ["#### Warnings this change brings", "",
+                  *(f"- {_code(f'{w.file}:{w.line}')} {_cell(w.subject)}: {_cell(w.message)}" for w in plan.warnings), ""]
+    if plan.known_warnings:
+        lines += [f"_{_already(plan.known_warnings)}_", ""]
     lines += ["#### Routing at head", "", "```mermaid", *mermaid(head_desired), "```", ""]
     if plan.config_diff:
         lines += ["<details><summary>LiteLLM config diff</summary>", "", "```diff",

@@ -24,7 +24,7 @@ def test_validate_valid_dir(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_validate_missing_dir(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "/nonexistent/spec"]) == 1
-    assert "/nonexistent/spec: not a directory" in capsys.readouterr().err
+    assert "/nonexistent/spec: does not exist" in capsys.readouterr().err
 
 
 def test_render_yaml_and_json_have_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:

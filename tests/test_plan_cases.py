@@ -40,6 +40,8 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
         "unchanged": [s["container"] for s in out["steps"] if s["action"] == "unchanged"],
         "models": out["models"],
         "notes": out["notes"],
+        "new_warnings": [f"{w['file']}:{w['line']}: {w['subject']}" for w in out["warnings"]],
+        "known_warnings": out["known_warnings"],
         "config_diff": [line for line in out["config_diff"].splitlines()
                         if line[:1] in "+-" and not line.startswith(("+++", "---"))],
     }

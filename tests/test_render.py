@@ -116,9 +116,14 @@ def test_hash_moves_only_for_what_restarts() -> None:
     described = dict(base, **{"providers.yaml": base["providers.yaml"].replace(
         "Stub standing in for a vLLM server", "a new description")})
     assert _hashes(described) == before, "an informational change must restart nothing"
-    args = dict(base, **{"providers.yaml": base["providers.yaml"].replace('"2048"]', '"4096"]', 1)})
+    args = dict(base, **{"providers.yaml": base["providers.yaml"].replace('"2048"]', '"2048", --enforce-eager]', 1)})
     changed = {k for k, v in _hashes(args).items() if before[k] != v}
     assert changed == {"vllm-tiny"}
+    # what only the controller uses (probe, patience, placement) restarts nothing
+    probing = dict(base, **{"providers.yaml": base["providers.yaml"].replace(
+        "      startup_timeout_s: 60\n", "      startup_timeout_s: 600\n      host: gpu-1\n", 1).replace(
+        "    base_url: http://127.0.0.1:18001\n", "    base_url: http://127.0.0.1:18001\n    health_endpoint: /v1/models\n")})
+    assert _hashes(probing) == before
     mapping = dict(base, **{"model-mappings.yaml": base["model-mappings.yaml"].replace(
         "chain: [tinyllama:1.1b, phi-mini]", "chain: [phi-mini]")})
     assert {k for k, v in _hashes(mapping).items() if before[k] != v} == {"gateway"}

@@ -25,12 +25,20 @@ def test_broken_spec_gives_expected_problems(case: Path) -> None:
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda p: p.name)
-def test_validate_exit_code(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_exit_code(case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     only_warnings = case.name.startswith("09-")  # 09-*: valid, maybe with warnings
-    assert main(["validate", str(case)]) == (0 if only_warnings else 1)
+    monkeypatch.chdir(case)
+    assert main(["validate"]) == (0 if only_warnings else 1)
     out = capsys.readouterr().out
     assert out.startswith((case / "expected.txt").read_text())
     assert out.rstrip().endswith("valid" if only_warnings else "invalid; nothing would be applied")
+
+
+def test_validate_names_files_from_where_the_user_stands(capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(CASES)
+    assert main(["validate", "invalid/03-port-clash"]) == 1
+    assert capsys.readouterr().out.startswith("invalid/03-port-clash/providers.yaml:14:5: error: ollama: port 8001")
 
 
 def test_every_problem_has_a_location_and_a_hint() -> None:

@@ -57,8 +57,17 @@ def test_gpus_of_different_hosts_do_not_add_up() -> None:
     assert load_files(files).errors == []
     files["providers.yaml"] = files["providers.yaml"].replace("host: gpu-2", "host: gpu-1")
     messages = [p.message for p in load_files(files).errors]
-    assert any("GPU 0 is already held" in m for m in messages)
-    assert any("GPU 0 is over-committed" in m and "= 1.3 > 1.0" in m for m in messages)
+    # one cause, one error: the second vLLM is refused, not also counted as over-commit
+    assert messages == ["GPU 0 is already held by active vllm provider `vllm-a`"]
+
+
+def test_gpu_memory_adds_up_across_server_types() -> None:
+    files = _minimal_with('      volumes: ["/srv/ollama:/root/.ollama"]\n',
+                          '      volumes: ["/srv/ollama:/root/.ollama"]\n      gpus: [0]\n')
+    files["providers.yaml"] = files["providers.yaml"].replace(
+        "    base_url: http://127.0.0.1:11434\n", "    base_url: http://127.0.0.1:11434\n    gpu_memory_utilization: 0.6\n")
+    assert [p.message for p in load_files(files).errors] == [
+        "GPU 0 is over-committed: gpu_memory_utilization vllm-a 0.5 + ollama 0.6 = 1.1 > 1.0"]
 
 
 def test_ipv6_listen_address_gives_a_valid_probe_url() -> None:

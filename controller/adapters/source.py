@@ -8,6 +8,7 @@ translated into SourceError here and never leave this module.
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import git
@@ -16,13 +17,21 @@ from controller.errors import SourceError
 from controller.spec import FILES
 
 
+SYMLINK = 0o120000  # git's mode for a symbolic link
+
+
 def read_dir(path: str | Path) -> dict[str, str]:
     root = Path(path)
+    if not root.exists():
+        raise SourceError(f"{root}: does not exist; pass the spec directory (the one holding providers.yaml)")
     if not root.is_dir():
         raise SourceError(f"{root}: not a directory; pass the spec directory (the one holding providers.yaml)")
     out = {}
     for name in FILES:
         file = root / name
+        if file.is_symlink():
+            raise SourceError(f"{file}: a symbolic link; git stores the link, not the file, so the controller "
+                              "would not see this content: commit the file itself")
         if file.exists() and not file.is_file():
             raise SourceError(f"{file}: not a file; the spec directory's {name} must be a YAML file")
         if file.is_file():
@@ -45,7 +54,7 @@ def decode(data: bytes, where: str) -> str:
 
 def open_repo(path: str | Path) -> git.Repo:
     try:
-        return git.Repo(path, search_parent_directories=False)
+        return git.Repo(path, search_parent_directories=True)
     except (git.exc.NoSuchPathError, git.exc.InvalidGitRepositoryError) as exc:
         raise SourceError(f"{path}: not a git repository; pass --repo the repository's top directory") from exc
 
@@ -59,15 +68,43 @@ def resolve(repo: git.Repo, rev: str) -> str:
                           "fetch it first (e.g. `git fetch origin`) or check the name") from exc
 
 
-def read_commit(repo: git.Repo, rev: str, subdir: str = "") -> dict[str, str]:
-    """The spec files at `subdir` of commit `rev`."""
+def ancestors(repo: git.Repo, rev: str, *, limit: int) -> list[str]:
+    """Up to `limit` first-parent ancestors of `rev`, newest first."""
+    try:
+        return [c.hexsha for c in repo.iter_commits(rev, max_count=limit + 1, first_parent=True)][1:]
+    except (git.exc.GitCommandError, ValueError) as exc:
+        raise SourceError(f"{repo.working_dir}: cannot walk the history of `{rev}`: {exc}") from exc
+
+
+def _relative(repo: git.Repo, subdir: str) -> str:
+    """`--path` as a path inside the repository: `./specs/`, `specs` and `/abs/repo/specs` agree."""
+    subdir = subdir.strip()
+    top = Path(repo.working_tree_dir or ".").resolve()
+    if Path(subdir).is_absolute():
+        try:
+            subdir = str(Path(subdir).resolve().relative_to(top))
+        except ValueError:
+            raise SourceError(f"--path {subdir}: outside the repository {top}") from None
+    normal = posixpath.normpath(subdir or ".")
+    if normal.startswith(".."):
+        raise SourceError(f"--path {subdir}: outside the repository {top}")
+    return "" if normal == "." else normal
+
+
+def read_commit(repo: git.Repo, rev: str, subdir: str = "", *, missing_ok: bool = False) -> dict[str, str]:
+    """The spec files at `subdir` of commit `rev`. `missing_ok`: a commit without that
+    directory yields no files (a base from before the spec existed) instead of an error."""
     commit = repo.commit(resolve(repo, rev))
     tree = commit.tree
-    if subdir.strip("/"):
+    subdir = _relative(repo, subdir)
+    if subdir:
         try:
-            tree = tree / subdir.strip("/")
+            tree = tree / subdir
         except KeyError as exc:
-            raise SourceError(f"commit {commit.hexsha[:12]}: no directory `{subdir}`; check --path") from exc
+            if missing_ok:
+                return {}
+            raise SourceError(f"commit {commit.hexsha[:12]}: no directory `{subdir}`; check --path "
+                              "(relative to the repository's top)") from exc
         if tree.type != "tree":
             raise SourceError(f"commit {commit.hexsha[:12]}: `{subdir}` is a file, not a directory; check --path")
     out = {}
@@ -76,5 +113,8 @@ def read_commit(repo: git.Repo, rev: str, subdir: str = "") -> dict[str, str]:
             blob = tree / name
         except KeyError:
             continue
-        out[name] = decode(blob.data_stream.read(), f"commit {commit.hexsha[:12]}: {subdir.strip('/') + '/' if subdir.strip('/') else ''}{name}")
+        if blob.mode == SYMLINK:
+            raise SourceError(f"commit {commit.hexsha[:12]}: {name} is a symbolic link; git stores the link, "
+                              "not the file: commit the file itself")
+        out[name] = decode(blob.data_stream.read(), f"commit {commit.hexsha[:12]}: {subdir + '/' if subdir else ''}{name}")
     return out

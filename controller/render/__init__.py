@@ -24,14 +24,12 @@ class Desired:
     stack: str
     litellm_config: dict[str, Any]
     config_text: str
+    config_digest: str                   # sha256 of config_text; the gateway's spec hash covers it
     containers: tuple[ContainerSpec, ...]
-    routes: dict[str, tuple[str, ...]]   # public name -> sorted "provider/model" routes
+    routes: dict[str, tuple[str, ...]]   # public name -> sorted "provider/model[ (weight w)]" routes
     aliases: dict[str, str]
     fallbacks: dict[str, list[str]]
-
-    @property
-    def config_digest(self) -> str:
-        return hashlib.sha256(self.config_text.encode()).hexdigest()
+    gateway_url: str
 
     @property
     def public_models(self) -> list[str]:
@@ -72,16 +70,22 @@ def render(spec: models.Spec, *, secret_fingerprints: Mapping[str, str] | None =
             continue
         specs.append(containers.provider_container(spec.stack.name, name, p, p.container))
     specs.append(containers.gateway_container(spec, digest))
-    routes = {name: tuple(sorted(f"{d.provider}/{d.model}" for d in deps)) for name, deps in cat.public.items()}
+    routes = {name: tuple(sorted(_route(d) for d in deps)) for name, deps in cat.public.items()}
     return Desired(
         stack=spec.stack.name,
         litellm_config=config,
         config_text=text,
+        config_digest=digest,
         containers=tuple(containers.with_hash(c, fingerprints) for c in specs),
         routes=dict(sorted(routes.items())),
         aliases=routing.aliases,
         fallbacks=routing.fallbacks,
+        gateway_url=spec.stack.gateway.base_url,
     )
+
+
+def _route(d: catalog_mod.Deployment) -> str:
+    return f"{d.provider}/{d.model}" + (f" (weight {d.weight:g})" if d.weight is not None else "")
 
 
 __all__ = ["ContainerSpec", "Desired", "render"]

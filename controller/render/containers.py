@@ -4,8 +4,9 @@ Fourth step of the pipeline (Spec -> Desired), beside the LiteLLM config. A Cont
 is everything the Docker adapter needs to create the container, plus a spec hash over
 everything that should restart it: image, command, env names and values, secret values
 (only as fingerprints the caller computed, never the values), mounts, GPUs, and for the
-gateway the digest of the rendered config. Informational keys never reach it, so editing
-a description restarts nothing. Pure.
+gateway the digest of the rendered config. Informational keys never reach it, and what only
+the controller uses (health probe, startup timeout, placement) is left out of the hash, so
+editing those restarts nothing. Pure.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -71,13 +71,19 @@ class ContainerSpec(Frozen):
         return self.provider or self.component
 
 
+# What the controller itself uses, never the container: changing it must not restart anything
+# (a vLLM restart is a cold start of minutes).
+NOT_HASHED = frozenset({"spec_hash", "health", "startup_timeout_s", "placement"})
+
+
 def spec_hash(spec: ContainerSpec, secret_fingerprints: Mapping[str, str]) -> str:
-    """sha256 over the canonical JSON of the spec, plus a fingerprint per secret it receives.
+    """sha256 over the canonical JSON of what the container runs with (not how the controller
+    probes or places it), plus a fingerprint per secret it receives.
 
     Fingerprints are computed at the edge (an HMAC of the value with a key the controller
     keeps), so a rotated secret restarts its containers while the value never enters here.
     """
-    body = spec.model_dump(mode="json", exclude={"spec_hash"})
+    body = spec.model_dump(mode="json", exclude=set(NOT_HASHED))
     body["secrets"] = {name: secret_fingerprints.get(name, UNSET) for name in spec.secret_env}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -106,8 +112,7 @@ def _strip_flags(args: list[str], flags: set[str]) -> list[str]:
 
 def provider_container(stack: str, name: str, p: models.Provider, c: models.Container) -> ContainerSpec:
     assert p.base_url is not None  # rules require it for every container
-    url = urlsplit(p.base_url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    host, port = models.address(p.base_url)
     args, env = list(c.args), dict(c.env)
     if p.type in ("vllm", "llama_cpp"):
         owned = {"--host": host, "--port": str(port)}
@@ -125,7 +130,7 @@ def provider_container(stack: str, name: str, p: models.Provider, c: models.Cont
         mounts=tuple(_mount(v) for v in c.volumes),
         gpus=c.gpus if c.gpus in (None, "all") else tuple(c.gpus),  # type: ignore[arg-type]
         ipc=c.ipc, shm_size=c.shm_size, privileged=c.privileged, port=port,
-        health=Health(kind="http", url=f"http://{_probe_host(host)}:{port}{health}"),
+        health=Health(kind="http", url=f"http://{models.url_host(_probe_host(host))}:{port}{health}"),
         startup_timeout_s=c.startup_timeout_s or models.DEFAULT_STARTUP_TIMEOUT_S[p.type],
         placement=c.host,
     )
@@ -133,17 +138,12 @@ def provider_container(stack: str, name: str, p: models.Provider, c: models.Cont
 
 def _probe_host(host: str) -> str:
     """Where the controller probes a server that listens on `host` (on this machine)."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
 def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
     gw = spec.stack.gateway
-    url = urlsplit(gw.base_url)
-    host, port = url.hostname or "127.0.0.1", url.port or 4000
+    host, port = models.address(gw.base_url)
     # The gateway resolves `os.environ/NAME` for every provider key, so it receives them all.
     keys = {p.env_var for p in spec.providers.providers.values() if p.status == "active" and p.env_var}
     keys |= {p.api_key.removeprefix("os.environ/") for p in spec.providers.providers.values()
@@ -154,7 +154,7 @@ def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
         env=dict(sorted(gw.env.items())),
         secret_env=tuple(sorted({gw.master_key_env, *gw.secret_env, *keys})),
         mounts=(Mount(kind="gateway-config", source="gateway", target=GATEWAY_CONFIG_DIR, read_only=True),),
-        port=port, health=Health(kind="http", url=f"http://{_probe_host(host)}:{port}/health/liveliness"),
+        port=port, health=Health(kind="http", url=f"http://{models.url_host(_probe_host(host))}:{port}/health/liveliness"),
         startup_timeout_s=gw.startup_timeout_s, config_digest=config_digest,
     )
 
@@ -163,12 +163,12 @@ def cache_container(spec: models.Spec) -> ContainerSpec | None:
     cache = spec.stack.cache
     if cache is None:
         return None
-    host, port = cache.base_url.removeprefix("redis://").rsplit(":", 1)
+    host, port = models.address(cache.base_url)
     # A response cache, not a database: no snapshots, so a restart starts empty and fast.
-    command = ("redis-server", "--bind", host, "--port", port, "--save", "", "--appendonly", "no")
+    command = ("redis-server", "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no")
     return ContainerSpec(
         name=f"{spec.stack.name}-cache", component="cache", image=cache.image, command=command,
-        port=int(port), health=Health(kind="redis", url=f"redis://{_probe_host(host)}:{port}"),
+        port=port, health=Health(kind="redis", url=f"redis://{models.url_host(_probe_host(host))}:{port}"),
         startup_timeout_s=cache.startup_timeout_s,
     )
 

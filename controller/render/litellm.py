@@ -32,9 +32,10 @@ def _with_v1(url: str) -> str:
 def _params(provider: models.Provider, model: models.Model, weight: float | None) -> dict[str, Any]:
     params: dict[str, Any] = {"model": f"{PREFIX[provider.type]}/{model.name}"}
     url = provider.base_url
-    if provider.type == "ollama":
-        # Always set api_base for ollama: without it the proxy spawns `ollama serve` itself.
-        params["api_base"] = (url or "http://127.0.0.1:11434").removesuffix("/v1")
+    if provider.type == "ollama" and url is not None:
+        # Always an api_base for ollama (rules require base_url): without one the proxy
+        # spawns `ollama serve` itself. LiteLLM's ollama routes add their own paths: no /v1.
+        params["api_base"] = url.removesuffix("/v1")
     elif url is not None:
         params["api_base"] = url if provider.type in ("openai", "anthropic") else _with_v1(url)
     key_env = provider.env_var or (provider.api_key.removeprefix("os.environ/") if provider.api_key else None)
@@ -43,7 +44,7 @@ def _params(provider: models.Provider, model: models.Model, weight: float | None
     elif provider.type in ("llama_cpp", "openai_compatible"):
         params["api_key"] = NO_KEY
     if model.options:
-        params["extra_body"] = {"options": dict(model.options)}
+        params["extra_body"] = {"options": _plain(model.options)}
     if weight is not None:
         params["weight"] = weight
     return params
@@ -96,10 +97,10 @@ def render_config(spec: models.Spec, cat: catalog_mod.Catalog, routing: catalog_
     settings: dict[str, Any] = _plain(gw.litellm_settings)
     cache = spec.stack.cache
     if cache is not None:
-        host, port = cache.base_url.removeprefix("redis://").rsplit(":", 1)
-        router["redis_host"], router["redis_port"] = host, int(port)
+        host, port = models.address(cache.base_url)
+        router["redis_host"], router["redis_port"] = host, port
         settings["cache"] = True
-        settings["cache_params"] = {"type": "redis", "host": host, "port": int(port),
+        settings["cache_params"] = {"type": "redis", "host": host, "port": port,
                                     "namespace": "litellm.cache", "ttl": cache.ttl}
     return {
         "model_list": model_list(spec, cat),

@@ -104,58 +104,72 @@ class Routing:
     dropped: list[tuple[str, tuple[object, ...], str]]  # (file, loc, message) for warnings
 
 
+Dropped = list[tuple[str, tuple[object, ...], str]]
+MM = "model-mappings.yaml"
+
+
 def routing(spec: models.Spec, cat: Catalog) -> Routing:
     """Capabilities -> aliases; fallback chains (and `default`) -> one chain per served name.
 
     LiteLLM looks fallbacks up by the *requested* name and does not follow an alias to its
     target's chain, so every alias gets a chain of its own: the rest of its preferred models,
-    then its target's chain.
+    then its target's chain. `chain: []` means "no fallback", also not the default one; a
+    chain whose every entry is dropped (disabled providers) falls back to the default.
     """
-    mm = "model-mappings.yaml"
-    dropped: list[tuple[str, tuple[object, ...], str]] = []
+    dropped: Dropped = []
+    chains = _chains(spec, cat, dropped)
+    aliases, alias_chains = _aliases(spec, cat, chains, dropped)
+    default = chains.get("default", [])
+    fallbacks: dict[str, list[str]] = {}
+    for name in sorted(cat.public):
+        chain = _dedupe(chains.get(name, default), exclude={name})
+        if chain:
+            fallbacks[name] = chain
+    for cap in sorted(aliases):
+        chain = _dedupe(chains.get(cap, alias_chains[cap]), exclude={cap, aliases[cap]})
+        if chain:
+            fallbacks[cap] = chain
+    return Routing(aliases=aliases, fallbacks=fallbacks, dropped=dropped)
+
+
+def _chains(spec: models.Spec, cat: Catalog, dropped: Dropped) -> dict[str, list[str]]:
+    """Each written chain without the names that are not served (reported in `dropped`)."""
     chains: dict[str, list[str]] = {}
     for key, entry in spec.mappings.fallback_chains.items():
         if key != "default" and key in cat.inactive:
-            dropped.append((mm, ("fallback_chains", key), f"chain dropped: {cat.inactive[key]}"))
+            dropped.append((MM, ("fallback_chains", key), f"chain dropped: {cat.inactive[key]}"))
             continue
         kept = []
         for i, name in enumerate(entry.chain):
             if name in cat.inactive:
-                dropped.append((mm, ("fallback_chains", key, "chain", i),
+                dropped.append((MM, ("fallback_chains", key, "chain", i),
                                 f"`{name}` dropped from the chain: {cat.inactive[name]}"))
             elif name != key and name not in kept:
                 kept.append(name)
-        chains[key] = kept
+        if kept or not entry.chain:  # an explicit [] opts out; an emptied chain yields to the default
+            chains[key] = kept
+    return chains
 
+
+def _aliases(spec: models.Spec, cat: Catalog, chains: dict[str, list[str]],
+             dropped: Dropped) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Each capability -> (the alias target, the alias's own fallbacks)."""
     aliases: dict[str, str] = {}
     alias_chains: dict[str, list[str]] = {}
     for cap, entry in spec.mappings.capabilities.items():
         live = [m for m in entry.preferred_models if m in cat.public]
         for i, name in enumerate(entry.preferred_models):
             if name in cat.inactive:
-                dropped.append((mm, ("capabilities", cap, "preferred_models", i),
+                dropped.append((MM, ("capabilities", cap, "preferred_models", i),
                                 f"`{name}` skipped: {cat.inactive[name]}"))
         if not live:
             if any(m in cat.inactive for m in entry.preferred_models):  # unknown names are errors already
-                dropped.append((mm, ("capabilities", cap), "alias dropped: none of its preferred models is served"))
+                dropped.append((MM, ("capabilities", cap), "alias dropped: none of its preferred models is served"))
             continue
         aliases[cap] = live[0]
         rest = live[1:] + chains.get(live[0], chains.get("default", []))
         alias_chains[cap] = _dedupe(rest, exclude={cap, live[0]})
-
-    default = chains.get("default", [])
-    fallbacks: dict[str, list[str]] = {}
-    for name in sorted(cat.public):
-        chain = chains.get(name, default)
-        chain = _dedupe(chain, exclude={name})
-        if chain:
-            fallbacks[name] = chain
-    for cap in sorted(aliases):
-        chain = chains.get(cap, alias_chains[cap])
-        chain = _dedupe(chain, exclude={cap, aliases[cap]})
-        if chain:
-            fallbacks[cap] = chain
-    return Routing(aliases=aliases, fallbacks=fallbacks, dropped=dropped)
+    return aliases, alias_chains
 
 
 def _dedupe(names: list[str], *, exclude: set[str]) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from controller.errors import Problem, Severity
 from controller.spec import models, yamlpos
@@ -37,13 +36,7 @@ def ploc(name: str, *rest: Any) -> tuple[Any, ...]:
 
 
 def listen(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    default = 443 if parts.scheme == "https" else 80
-    try:
-        port = parts.port or default
-    except ValueError:
-        port = default
-    return parts.hostname or "", port
+    return models.address(url)
 
 
 def flag(args: list[str], *names: str) -> Iterator[tuple[int, str]]:

@@ -70,14 +70,14 @@ def features(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None
                     f"(here `{stack_strategy}`)",
                     "remove `strategy:` and set gateway.router_settings.routing_strategy in stack.yaml; "
                     "weights work with simple-shuffle")
-    _router_settings(spec, ctx)
+    _router_settings(spec, cat, ctx)
 
 
-def _fallback_targets(spec: models.Spec, loc: tuple[Any, ...], value: Any, ctx: Findings) -> None:
+def _fallback_targets(spec: models.Spec, cat: catalog_mod.Catalog, loc: tuple[Any, ...], value: Any,
+                      ctx: Findings) -> None:
     """`[{public: [public, ...]}]`: LiteLLM does not check the names; a typo silently never fires."""
     if value is None:
         return
-    cat = catalog_mod.build(spec)
     known = set(cat.public) | set(spec.mappings.capabilities)
     if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
         ctx.add(STACK, loc, "must be a list of `{public-name: [fallback, ...]}`", "see LiteLLM's router settings")
@@ -91,7 +91,7 @@ def _fallback_targets(spec: models.Spec, loc: tuple[Any, ...], value: Any, ctx: 
                             "public names: " + ", ".join(sorted(known)))
 
 
-def _router_settings(spec: models.Spec, ctx: Findings) -> None:
+def _router_settings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
     gw = spec.stack.gateway
     for key, value in gw.router_settings.items():
         loc = ("gateway", "router_settings", key)
@@ -107,7 +107,7 @@ def _router_settings(spec: models.Spec, ctx: Findings) -> None:
                     + "; for task-based routing, define capabilities and let clients ask for them")
     for section in ("router_settings", "litellm_settings"):
         for key in TARGET_MAPS:
-            _fallback_targets(spec, ("gateway", section, key), getattr(gw, section).get(key), ctx)
+            _fallback_targets(spec, cat, ("gateway", section, key), getattr(gw, section).get(key), ctx)
     special = spec.mappings.special_cases
     errors, limited = special.error_based_routing, special.rate_limited_fallback
     if (errors and errors.enabled and limited and limited.enabled
@@ -122,11 +122,16 @@ def _router_settings(spec: models.Spec, ctx: Findings) -> None:
             ctx.add(MAPPINGS, ("load_balancing", public),
                     f"weights are used only by simple-shuffle; the stack routes with `{strategy}`",
                     "remove the weights, or use routing_strategy: simple-shuffle", warning=True)
-    for key, source in (("allowed_fails", special.error_based_routing), ("cooldown_time", special.error_based_routing)):
-        if source is not None and source.enabled and key in gw.router_settings:
-            ctx.add(STACK, ("gateway", "router_settings", key),
-                    f"`{key}` is also set by special_cases.error_based_routing in model-mappings.yaml",
-                    "keep one of them")
+    # what special_cases render to (render/litellm.py) must not also be set by hand
+    written = {"error_based_routing": ("allowed_fails", "cooldown_time"),
+               "rate_limited_fallback": ("allowed_fails_policy", "cooldown_time")}
+    for case, keys in written.items():
+        source = getattr(special, case)
+        for key in keys:
+            if source is not None and source.enabled and key in gw.router_settings:
+                ctx.add(STACK, ("gateway", "router_settings", key),
+                        f"`{key}` is also set by special_cases.{case} in model-mappings.yaml",
+                        "keep one of them")
     for key in gw.litellm_settings:
         _known_setting(("gateway", "litellm_settings", key), CONTROLLER_LITELLM_KEYS, litellm_keys.LITELLM_SETTINGS,
                        "not a LiteLLM setting (LiteLLM would silently ignore it)", "litellm_settings", ctx)

@@ -217,8 +217,8 @@ def _shape_problems(filename: str, data: Any, exc: ValidationError) -> list[Prob
         # the position of a missing key is its parent mapping's; of anything else, itself
         line, col = yamlpos.position(data, loc[:-1] if err["type"] == "missing" else loc)
         message, hint = _message(err, model)
-        # an unknown key is about its parent ("vllm-qwen: `stauts`: unknown key")
         # an unknown key, or a bad key name, is about the mapping that holds it
+        # ("vllm-qwen: `stauts`: unknown key")
         parent = loc[:-1] if err["type"] == "extra_forbidden" else loc[:-2] if loc[-1:] == ("[key]",) else loc
         subject = subject_of(filename, parent)
         problems.append(Problem(filename, line, col, subject, message, hint))

@@ -78,6 +78,19 @@ def check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
     return value.rstrip("/")
 
 
+def address(url: str) -> tuple[str, int]:
+    """(host, port) of a URL the models accepted: the host without IPv6 brackets, the port
+    or the scheme's default. The one place URLs are taken apart, so `[::1]` works everywhere."""
+    parts = urlsplit(url)
+    default = {"https": 443, "redis": 6379}.get(parts.scheme, 80)
+    return parts.hostname or "", parts.port or default
+
+
+def url_host(host: str) -> str:
+    """A host as it goes back into a URL: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def check_host_port(value: str, scheme: str, example: str) -> str:
     """`scheme://HOST:PORT` and nothing more: the address a container the controller runs binds."""
     value = check_url(value, (scheme,), example)
@@ -198,7 +211,7 @@ class ExactMatch(Strict):
 
 
 class FallbackChain(Strict):
-    chain: list[str] = Field(min_length=1)
+    chain: list[str] = []  # [] = no fallback for this model, not even the `default` chain
     description: Info = None
     notes: Info = None
 

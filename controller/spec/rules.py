@@ -21,7 +21,8 @@ from controller.spec.findings import Findings, containers, flag, listen, ploc
 from controller.spec.load import MAPPINGS, PROVIDERS, STACK
 from controller.spec.safety import image_allowed
 
-MAX_FALLBACKS = 5  # LiteLLM's ROUTER_MAX_FALLBACKS
+MAX_FALLBACKS = 5  # LiteLLM's ROUTER_MAX_FALLBACKS, unless router_settings.max_fallbacks says otherwise
+RESERVED_NAMES = ("gateway", "cache")  # container names are <stack>-<provider>, <stack>-gateway, <stack>-cache
 MOVING_TAGS = {"main", "stable", "nightly", "dev", "edge"}
 
 
@@ -43,7 +44,8 @@ def _models_hint(spec: models.Spec, provider: str) -> str:
     return f"`{provider}` is a provider; its models are: {', '.join(names) or '(none)'}"
 
 
-def _unknown_name(spec: models.Spec, cat: catalog_mod.Catalog, name: str) -> tuple[str, str]:
+def _unknown_name(spec: models.Spec, cat: catalog_mod.Catalog, name: str,
+                  *, aliases_allowed: bool = True) -> tuple[str, str]:
     """Message and hint for a public model name that exists nowhere."""
     if name in spec.providers.providers:
         return f"`{name}` is a provider, not a model", _models_hint(spec, name)
@@ -56,7 +58,7 @@ def _unknown_name(spec: models.Spec, cat: catalog_mod.Catalog, name: str) -> tup
     if renamed:
         return (f"`{name}` is not a public name: exact_matches serves it as `{renamed[0]}`",
                 f"write `{renamed[0]}`")
-    known = sorted(set(cat.public) | set(cat.inactive) | set(spec.mappings.capabilities))
+    known = sorted(set(cat.public) | set(cat.inactive) | (set(spec.mappings.capabilities) if aliases_allowed else set()))
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean `{close[0]}`?" if close else "public names: " + ", ".join(known)
     return f"`{name}` is not a public model name", hint
@@ -68,6 +70,9 @@ def _unknown_name(spec: models.Spec, cat: catalog_mod.Catalog, name: str) -> tup
 def _providers(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
     """Per-provider consistency: base_url, container vs type, args that contradict base_url."""
     for name, p in spec.providers.providers.items():
+        if name in RESERVED_NAMES:
+            ctx.add(PROVIDERS, ploc(name), f"`{name}` is reserved: the stack's {name} container is "
+                    f"named {spec.stack.name}-{name}", "rename the provider", subject=name)
         if p.base_url is None and p.type not in ("openai", "anthropic"):
             ctx.add(PROVIDERS, ploc(name), "`base_url` is required for type " + p.type,
                     "add e.g. `base_url: http://127.0.0.1:8000`", subject=name)
@@ -100,42 +105,74 @@ def _container_rules(name: str, p: models.Provider, c: models.Container, ctx: Fi
     if p.base_url.startswith("https://"):
         ctx.add(PROVIDERS, ploc(name, "base_url"), "a container the controller runs serves plain http",
                 f"write http://{host}:{port}")
-    if p.env_var and p.env_var not in c.secret_env:
-        ctx.add(PROVIDERS, ploc(name, "env_var"),
-                f"the gateway sends the key in {p.env_var}, but the container does not receive it, "
-                "so the server does not check it", f"add {p.env_var} to container.secret_env "
-                "(vLLM reads VLLM_API_KEY, llama.cpp LLAMA_API_KEY)", warning=True)
-    if p.type == "vllm" and not any(True for _ in flag(c.args, "--model")) and not (
-            c.args and not c.args[0].startswith("-")):
-        ctx.add(PROVIDERS, ploc(name, "container", "args"),
-                "no `--model` in args: vLLM would load its default model", "add `--model, <hf-id>`",
-                warning=True)
     if not _is_address(host):
         ctx.add(PROVIDERS, ploc(name, "base_url"),
                 f"a container's base_url must use an IP address or localhost, not `{host}`",
-                "containers run with host networking; use e.g. http://127.0.0.1:"
-                f"{port}")
+                f"containers run with host networking; use e.g. http://127.0.0.1:{port}")
     if c.ipc and c.shm_size:
         ctx.add(PROVIDERS, ploc(name, "container", "shm_size"),
                 "set either `ipc: host` or `shm_size`, not both", "vLLM needs one of them")
-    if p.type == "vllm" and len(p.models) != 1:
+    _key_rules(name, p, c, ctx)
+    if p.type == "vllm":
+        _vllm_rules(name, p, c, ctx)
+    _listen_rules(name, p, c, host, port, ctx)
+
+
+# The variable each server reads its API key from (Ollama checks no key at all).
+SERVER_KEY_VARS = {"vllm": "VLLM_API_KEY", "llama_cpp": "LLAMA_API_KEY"}
+
+
+def _key_rules(name: str, p: models.Provider, c: models.Container, ctx: Findings) -> None:
+    """The gateway sends the key in `env_var`; the server must receive it under the name it reads."""
+    if not p.env_var:
+        return
+    server_var = SERVER_KEY_VARS.get(p.type)
+    if server_var is None:
+        ctx.add(PROVIDERS, ploc(name, "env_var"), f"{p.type} checks no API key; the gateway's key protects nothing",
+                "remove env_var, or put an authenticating proxy in front of the server", warning=True)
+    elif p.env_var != server_var:
+        ctx.add(PROVIDERS, ploc(name, "env_var"),
+                f"{p.type} reads its key from {server_var}, not {p.env_var}: the server checks nothing",
+                f"set `env_var: {server_var}` and list {server_var} in container.secret_env", warning=True)
+    elif server_var not in c.secret_env:
+        ctx.add(PROVIDERS, ploc(name, "env_var"),
+                f"the container does not receive {server_var}: the server checks nothing",
+                f"list {server_var} in container.secret_env", warning=True)
+
+
+def _vllm_rules(name: str, p: models.Provider, c: models.Container, ctx: Findings) -> None:
+    if not any(True for _ in flag(c.args, "--model")) and not (c.args and not c.args[0].startswith("-")):
+        ctx.add(PROVIDERS, ploc(name, "container", "args"),
+                "no `--model` in args: vLLM would load its default model", "add `--model, <hf-id>`",
+                warning=True)
+    if len(p.models) != 1:
         ctx.add(PROVIDERS, ploc(name, "models"),
                 f"a vllm container serves exactly one model; {len(p.models)} are listed",
                 "one provider per model: vLLM loads one model per server")
+        return
+    context = p.models[0].context_length
+    for i, value in flag(c.args, "--max-model-len", "--max_model_len"):
+        if context is not None and value != str(context):
+            ctx.add(PROVIDERS, ploc(name, "container", "args", i),
+                    f"`--max-model-len {value}` contradicts the model's context_length ({context})",
+                    "make them equal: LiteLLM would send prompts the server refuses, or waste context")
+
+
+def _listen_rules(name: str, p: models.Provider, c: models.Container, host: str, port: int, ctx: Findings) -> None:
+    """Flags and env that set what the controller derives from the spec must agree with it."""
     want = {"--host": host, "--port": str(port)}
     if p.type == "vllm" and len(p.models) == 1:
         want["--served-model-name"] = p.models[0].name
     if p.type == "vllm" and p.gpu_memory_utilization is not None:
         want["--gpu-memory-utilization"] = str(p.gpu_memory_utilization)
-    if p.type in ("vllm", "llama_cpp"):
-        for option, expected in want.items():
-            for i, value in flag(c.args, option):
-                if value != expected and not (option == "--gpu-memory-utilization" and _same_float(value, expected)):
-                    ctx.add(PROVIDERS, ploc(name, "container", "args", i),
-                            f"`{option} {value}` contradicts the spec, which says {expected}",
-                            f"remove `{option}` from args; the controller sets it from "
-                            + ("base_url" if option in ("--host", "--port") else
-                               "the model name" if option == "--served-model-name" else "gpu_memory_utilization"))
+    source = {"--host": "base_url", "--port": "base_url", "--served-model-name": "the model name",
+              "--gpu-memory-utilization": "gpu_memory_utilization"}
+    for option, expected in want.items() if p.type in ("vllm", "llama_cpp") else ():
+        for i, value in flag(c.args, option):
+            if value != expected and not (option == "--gpu-memory-utilization" and _same_float(value, expected)):
+                ctx.add(PROVIDERS, ploc(name, "container", "args", i),
+                        f"`{option} {value}` contradicts the spec, which says {expected}",
+                        f"remove `{option}` from args; the controller sets it from {source[option]}")
     env_want = {"OLLAMA_HOST": f"{host}:{port}"} if p.type == "ollama" else (
         {"LLAMA_ARG_HOST": host, "LLAMA_ARG_PORT": str(port)} if p.type == "llama_cpp" else {})
     for key, expected in env_want.items():
@@ -167,15 +204,21 @@ def _is_address(host: str) -> bool:
 
 
 def _references(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
-    providers = spec.providers.providers
     mm = spec.mappings
     for public, entry in mm.exact_matches.items():
-        _provider_model_ref(spec, ("exact_matches", public), entry.provider, entry.backend_model,
+        _provider_model_ref(spec, cat, ("exact_matches", public), entry.provider, entry.backend_model,
                             "backend_model", ctx)
     for public, group in mm.load_balancing.items():
+        seen: set[tuple[str, str | None]] = set()
         for i, target in enumerate(group.providers):
-            _provider_model_ref(spec, ("load_balancing", public, "providers", i),
+            _provider_model_ref(spec, cat, ("load_balancing", public, "providers", i),
                                 target.provider, target.model, "model", ctx)
+            p = spec.providers.providers.get(target.provider)
+            route = (target.provider, target.model or (catalog_mod.default_model(p) if p else None))
+            if route in seen:
+                ctx.add(MAPPINGS, ("load_balancing", public, "providers", i),
+                        f"`{target.provider}` is listed twice in this group", "merge the two entries (add their weights)")
+            seen.add(route)
     # Names a broken mapping declares are reported once, at the mapping, not at every use.
     declared = set(mm.exact_matches) | set(mm.load_balancing)
     for key, chain in mm.fallback_chains.items():
@@ -187,16 +230,16 @@ def _references(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> N
     for cap, entry in mm.capabilities.items():
         for i, name in enumerate(entry.preferred_models):
             if not cat.knows(name) and name not in declared:
-                ctx.add(MAPPINGS, ("capabilities", cap, "preferred_models", i), *_unknown_name(spec, cat, name))
-    del providers
+                ctx.add(MAPPINGS, ("capabilities", cap, "preferred_models", i),
+                        *_unknown_name(spec, cat, name, aliases_allowed=False))
 
 
-def _provider_model_ref(spec: models.Spec, loc: tuple[Any, ...], provider: str,
+def _provider_model_ref(spec: models.Spec, cat: catalog_mod.Catalog, loc: tuple[Any, ...], provider: str,
                         model: str | None, model_key: str, ctx: Findings) -> None:
     providers = spec.providers.providers
     p = providers.get(provider)
     if p is None:
-        owners = sorted({d.provider for d in catalog_mod.build(spec).public.get(provider, [])})
+        owners = sorted({d.provider for d in cat.public.get(provider, [])})
         close = difflib.get_close_matches(provider, list(providers), n=1)
         hint = (f"`{provider}` is a public model name; its provider is `{owners[0]}`" if owners
                 else f"did you mean `{close[0]}`?" if close else "providers: " + ", ".join(sorted(providers)))
@@ -264,7 +307,7 @@ def _ports(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
     bound.setdefault(listen(gw.base_url)[1], []).append(
         _Bound(STACK, ("gateway", "base_url"), "gateway", None))
     if spec.stack.cache is not None:
-        port = int(spec.stack.cache.base_url.rsplit(":", 1)[1])
+        port = models.address(spec.stack.cache.base_url)[1]
         bound.setdefault(port, []).append(_Bound(STACK, ("cache", "base_url"), "cache", None))
     for port, users in sorted(bound.items()):
         for i, later in enumerate(users):
@@ -307,6 +350,7 @@ def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
         for d in u.devices:
             by_device.setdefault(d, []).append(u)
     everywhere = by_device.get("*", [])
+    refused: set[str] = set()  # a second vLLM on a GPU: one error, not also an over-commit
     for i, u in enumerate(users):
         if not u.vllm:
             continue
@@ -314,6 +358,7 @@ def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
             o for d in sorted(u.devices) for o in by_device.get(d, []) + everywhere if o.order < i]
         clash = next((o for o in earlier if o.vllm and _same_host(u.bound, o.bound)), None)
         if clash is not None:
+            refused.add(u.name)
             gpu = ", ".join(sorted(u.devices & clash.devices))
             ctx.add(PROVIDERS, u.bound.loc,
                     f"{f'GPU {gpu} is' if gpu else 'the GPUs are'} already held by active vllm provider `{clash.name}`",
@@ -325,7 +370,7 @@ def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
         for gpu in devices:
             sharing = by_device.get(gpu, []) + (everywhere if gpu != "*" else [])
             _gpu_sum(gpu, [(u.name, u.share, u.bound) for u in sorted(sharing, key=lambda u: u.order)
-                           if u.share > 0 and u.bound.host in (None, host)], ctx)
+                           if u.share > 0 and u.bound.host in (None, host) and u.name not in refused], ctx)
 
 
 def _gpu_sum(gpu: str, users: list[tuple[str, float, _Bound]], ctx: Findings) -> None:
@@ -345,6 +390,12 @@ def _gpu_sum(gpu: str, users: list[tuple[str, float, _Bound]], ctx: Findings) ->
 
 
 def _warnings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
+    _image_warnings(spec, ctx)
+    _chain_warnings(spec, cat, ctx)
+    _dropped_warnings(spec, cat, ctx)
+
+
+def _image_warnings(spec: models.Spec, ctx: Findings) -> None:
     images = [(PROVIDERS, ploc(n, "container", "image"), c.image) for n, p, c in containers(spec)
               if p.status == "active"]
     images.append((STACK, ("gateway", "image"), spec.stack.gateway.image))
@@ -358,27 +409,36 @@ def _warnings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> Non
             ctx.add(file, loc, f"image `{image}` is {'untagged' if not tag else f'on the moving tag `{tag}`'}; "
                     "what runs would change without a commit",
                     "pin a version tag or a digest", warning=True)
+
+
+def _chain_warnings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
+    limit = spec.stack.gateway.router_settings.get("max_fallbacks", MAX_FALLBACKS)
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else MAX_FALLBACKS
     for key, entry in spec.mappings.fallback_chains.items():
         for i, name in enumerate(entry.chain):
             if name == key or name in entry.chain[:i]:
                 ctx.add(MAPPINGS, ("fallback_chains", key, "chain", i),
                         f"`{name}` is {'the model itself' if name == key else 'already in the chain'}; it is skipped",
                         "remove it", warning=True)
-        if len(entry.chain) > MAX_FALLBACKS:
+        if len(entry.chain) > limit:
             ctx.add(MAPPINGS, ("fallback_chains", key, "chain"),
-                    f"chain has {len(entry.chain)} models; LiteLLM tries at most {MAX_FALLBACKS}",
-                    "shorten it; the models past the fifth are never tried", warning=True)
+                    f"chain has {len(entry.chain)} models; LiteLLM tries at most {limit} (max_fallbacks)",
+                    f"shorten it; the models past number {limit} are never tried", warning=True)
     routing = catalog_mod.routing(spec, cat)
     for cap in spec.mappings.capabilities:
         chain = routing.fallbacks.get(cap, [])
-        if len(chain) > MAX_FALLBACKS and cap not in spec.mappings.fallback_chains:
+        if len(chain) > limit and cap not in spec.mappings.fallback_chains:
             ctx.add(MAPPINGS, ("capabilities", cap),
                     f"the alias's fallbacks (its other preferred models, then its target's chain) are "
-                    f"{len(chain)}; LiteLLM tries at most {MAX_FALLBACKS}",
+                    f"{len(chain)}; LiteLLM tries at most {limit} (max_fallbacks)",
                     f"give `{cap}` a shorter chain of its own in fallback_chains", warning=True)
     for file, loc, message in routing.dropped:
         ctx.add(file, loc, message, "enable the provider, or remove the reference", warning=True)
-    for public, entry in spec.mappings.exact_matches.items():
+
+
+def _dropped_warnings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
+    """Mappings that point at a disabled provider: kept in git, left out of the config."""
+    for public in spec.mappings.exact_matches:
         if public in cat.inactive:
             ctx.add(MAPPINGS, ("exact_matches", public), f"mapping dropped: {cat.inactive[public]}",
                     "enable the provider, or remove the mapping", warning=True)
