@@ -184,6 +184,10 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1, not argparse's 2: under `plan --detailed-exitcode` 2 means
     "changes", and a mistyped flag in CI must not read as success."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--detailed-exitcod` is a typo, not a flag
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")

@@ -77,18 +77,70 @@ def test_plan_invalid_head_is_an_error_listing_problems(repo: GitRepo, capsys: p
     assert f"`{head[:12]}` is invalid" in out and "ollama-tiny.type" in out
 
 
-def test_plan_from_nothing_and_from_an_invalid_base(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+def _plan_json(repo: GitRepo, base: str, head: str, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:  # type: ignore[type-arg]
+    assert main(["plan", "--repo", str(repo.path), "--base", base, "--head", head, "--format", "json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_plan_from_nothing(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = repo.commit({}, "before the spec")
+    head = repo.commit(read_spec_dir(DEMO))
+    for base in ("none", empty):
+        out = _plan_json(repo, base, head, capsys)
+        assert [s["action"] for s in out["steps"]] == ["create"] * 5
+    assert out["preface"] == [f"The base commit {empty[:12]} has no spec yet; this plan starts from nothing."]
+
+
+def test_an_invalid_base_plans_from_its_nearest_valid_ancestor(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    good = repo.commit(read_spec_dir(DEMO), "good")
     broken = read_spec_dir(DEMO)
     broken["stack.yaml"] += "bogus: 1\n"
-    bad_base = repo.commit(broken)
-    head = repo.commit(read_spec_dir(DEMO))
-    for base in ("none", bad_base):
-        assert main(["plan", "--repo", str(repo.path), "--base", base, "--head", head, "--format", "json",
-                     "--detailed-exitcode"]) == 2
-        out = json.loads(capsys.readouterr().out)
-        assert {s["action"] for s in out["steps"]} == {"create"}
-        assert len(out["steps"]) == 5
-    assert out["preface"][0].startswith(f"The base commit {bad_base[:12]} is itself invalid")
+    bad = repo.commit(broken, "broken")
+    fixed = read_spec_dir(DEMO)
+    fixed["stack.yaml"] = fixed["stack.yaml"].replace("num_retries: 1", "num_retries: 2")
+    head = repo.commit(fixed, "fix")
+    out = _plan_json(repo, bad, head, capsys)
+    assert out["base"] == good
+    assert out["preface"][0].startswith(f"The base commit {bad[:12]} is itself invalid (1 error(s)); "
+                                        f"this plan starts from its nearest valid ancestor {good[:12]}")
+    assert [(s["action"], s["container"]) for s in out["steps"] if s["action"] != "unchanged"] == [
+        ("recreate", "demo-gateway")]
+
+
+def test_symlinked_spec_files_are_refused(tmp_path: Path, repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (tmp_path / "real.yaml").write_text((DEMO / "providers.yaml").read_text())
+    (spec / "providers.yaml").symlink_to(tmp_path / "real.yaml")
+    assert main(["validate", str(spec)]) == 1
+    assert "a symbolic link; git stores the link, not the file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["stacks/gpu-1", "./stacks/gpu-1/", "{top}/stacks/gpu-1"])
+def test_path_may_be_written_as_users_do(path: str, repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    base = repo.commit(read_spec_dir(DEMO), subdir="stacks/gpu-1")
+    out = _plan_json(repo, base, base, capsys, "--path", path.format(top=repo.path))
+    assert out["changes"] is False
+
+
+def test_repo_may_be_a_subdirectory(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    base = repo.commit(read_spec_dir(DEMO), subdir="stacks/gpu-1")
+    assert main(["plan", "--repo", str(repo.path / "stacks"), "--base", base, "--head", base,
+                 "--path", "stacks/gpu-1"]) == 0
+    assert "No changes" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_1_not_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under --detailed-exitcode, 2 means "changes": a typo in CI must not look like one."""
+    for typo in ("--detailed-exit-code", "--detailed-exitcod"):
+        with pytest.raises(SystemExit) as exited:
+            main(["plan", "--repo", ".", "--base", "a", "--head", "b", typo])
+        assert exited.value.code == 1
+        assert f"unrecognized arguments: {typo}" in capsys.readouterr().err
+
+
+def test_debug_works_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--debug", str(DEMO)]) == 0
 
 
 def test_plan_with_path_reads_a_subdirectory(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""The pure core never imports I/O libraries (ARCHITECTURE.md "Layout")."""
+"""The layers of ARCHITECTURE.md "Layout": the pure core imports no I/O library, and each
+module imports only the layers below it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,19 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "controller"
-PURE = ["errors.py", "spec", "render", "plan.py", "observed.py", "report.py"]
-FORBIDDEN = {"docker", "git", "watchfiles", "structlog", "controller.adapters", "controller.cli",
-             "subprocess", "socket", "sqlite3", "requests", "httpx", "urllib.request", "time"}
+PURE = ["errors.py", "spec", "render", "observed.py", "plan.py", "review.py", "report.py"]
+FORBIDDEN = {"docker", "git", "watchfiles", "structlog", "subprocess", "socket", "sqlite3", "requests",
+             "httpx", "urllib.request", "time", "datetime", "random", "os", "pathlib", "logging", "shutil"}
+# which controller modules each pure module may import (itself and its own package aside)
+ALLOWED = {
+    "errors": set(),
+    "spec": {"controller.errors"},
+    "render": {"controller.errors", "controller.spec"},
+    "observed": {"controller.errors"},
+    "plan": {"controller.errors", "controller.spec", "controller.render", "controller.observed"},
+    "review": {"controller.errors", "controller.render", "controller.plan"},
+    "report": {"controller.errors", "controller.render", "controller.plan"},
+}
 
 
 def _modules(entry: str) -> list[Path]:
@@ -28,13 +39,25 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", [p for e in PURE for p in _modules(e)], ids=lambda p: str(p.relative_to(PACKAGE)))
+PURE_MODULES = [p for e in PURE for p in _modules(e)]
+
+
+@pytest.mark.parametrize("path", PURE_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_pure_module_imports_no_io(path: Path) -> None:
     bad = {n for n in _imports(path) if any(n == f or n.startswith(f + ".") for f in FORBIDDEN)}
     assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}; the pure core must not do I/O"
 
 
+@pytest.mark.parametrize("path", PURE_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_pure_module_imports_only_lower_layers(path: Path) -> None:
+    layer = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    own = f"controller.{layer}"
+    used = {n for n in _imports(path) if n.startswith("controller") and n != own and not n.startswith(own + ".")}
+    bad = {n for n in used if not any(n == a or n.startswith(a + ".") for a in ALLOWED[layer])}
+    assert not bad, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(bad)}; allowed: {sorted(ALLOWED[layer])}"
+
+
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import docker\nfrom git import Repo\n")
-    assert _imports(bad) == {"docker", "git"}
+    bad.write_text("import docker\nfrom git import Repo\nfrom controller.render import x\n")
+    assert _imports(bad) == {"docker", "git", "controller.render"}

@@ -56,13 +56,29 @@ def test_plan_between_commits(case: Path, repo: GitRepo, capsys: pytest.CaptureF
     assert {"exit": code, **summary(json.loads(out))} == expected
 
 
+FORMAT_MARKS = {
+    "text": ["Plan: ", "Containers:"],
+    "markdown": ["<!-- llm-gitops-plan -->", "### llm-gitops plan:", "```mermaid", "graph LR"],
+    "json": ['"steps": [', '"config_diff":'],
+}
+
+
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
 def test_every_format_renders_every_case(fmt: str, repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
     for case in PLANS:
         base, head = commits(repo, case)
         code, out = run_plan(repo, "--base", base, "--head", head, "--format", fmt, capsys=capsys)
-        assert code == (1 if case.name.startswith("invalid") else 0)
+        expected = json.loads((case / "expected.json").read_text())
+        assert code == (1 if "problems" in expected else 0)
         assert head[:12] in out
+        if fmt == "json":
+            json.loads(out)
+        if "problems" in expected:
+            assert all(p.split(": ", 1)[1].split(":")[0] in out for p in expected["problems"])
+            continue
+        assert all(mark in out for mark in FORMAT_MARKS[fmt]), (case.name, out[:400])
+        for action, container, reasons in expected["steps"]:
+            assert container in out and all(r in out for r in reasons), (case.name, container)
 
 
 def test_no_detailed_exitcode_means_zero_on_changes(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -143,3 +143,16 @@ def test_host_name_places_providers() -> None:
     assert "vllm-a" in [c.key for c in render(spec).containers]
     assert "vllm-a" in [c.key for c in render(spec, host_name="gpu-2").containers]
     assert "vllm-a" not in [c.key for c in render(spec, host_name="gpu-1").containers]
+
+
+def test_render_is_byte_identical_across_processes_and_hash_seeds() -> None:
+    """Set and dict order must not leak into the output: same commit, same bytes, always."""
+    import subprocess
+    import sys
+    code = ("import sys, yaml; from controller.adapters.source import read_dir; from controller.spec import load_files;"
+            "from controller.render import render; d = render(load_files(read_dir(sys.argv[1])).require());"
+            "sys.stdout.write(d.config_text + yaml.safe_dump(d.as_dict()))")
+    outputs = {subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for path in (ROOT / "config" / "example",) for seed in ("0", "1", "12345")}
+    assert len(outputs) == 1

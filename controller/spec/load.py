@@ -122,6 +122,7 @@ def _keys_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     return keys
 
 
+SHAPE_HINT = "see \"The spec repo\" in the README and the examples in config/, or `llm-gitops schema`"
 # keys the models accept only to refuse them with a better message (rules.py)
 _REFUSED_FEATURES = frozenset({"routing_rules", "patterns", "routing_strategy", "condition"})
 
@@ -158,6 +159,9 @@ def _message(err: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str]:
     if kind in ("list_type", "tuple_type"):
         return f"must be a list, not {_kind_of(value)}", _hint(kind, {})
     msg = err["msg"].removeprefix("Value error, ")
+    if loc and loc[-1] == "gpus":
+        got = f" (got {_shown(value, loc)})" if isinstance(value, (str, int, float, bool)) else ""
+        return msg + got, "write e.g. `gpus: [0]`, `gpus: [0, 1]` or `gpus: all`"
     if loc and loc[-1] == "base_url":
         return (f"{msg} (got {_shown(value, loc)})",
                 "write it like http://127.0.0.1:8001 (or redis://127.0.0.1:6379 for the cache); "
@@ -206,7 +210,7 @@ def _hint(kind: str, ctx: Mapping[str, Any]) -> str:
         return f"the value must match {ctx.get('pattern', 'the pattern')}"
     if kind == "too_short":
         return "give at least one item"
-    return "see the file's shape in SPEC.md, or `llm-gitops schema`"
+    return SHAPE_HINT
 
 
 def _shape_problems(filename: str, data: Any, exc: ValidationError) -> list[Problem]:
@@ -235,7 +239,7 @@ def _parse(filename: str, text: str) -> tuple[Any, BaseModel | None, list[Proble
         got = {"PosList": "list", "str": "plain text"}.get(type(data).__name__, type(data).__name__)
         return data, None, problems + [Problem(
             filename, *getattr(data, "pos", (1, 1)), filename,
-            f"the file must be a mapping of keys, not a {got}", "see SPEC.md for the file's shape")]
+            f"the file must be a mapping of keys, not a {got}", SHAPE_HINT)]
     try:
         return data, FILES[filename].model_validate(data), problems
     except ValidationError as exc:

@@ -9,6 +9,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -134,15 +135,19 @@ def _model_from_str(value: Any) -> Any:
 ModelEntry = Annotated[Model, BeforeValidator(_model_from_str, json_schema_input_type=str | Model)]
 
 
+GPU_ID = re.compile(r"^[0-9]+$|^GPU-[0-9a-fA-F-]+$")
+
+
 def _gpus(value: Any) -> Any:
-    """`gpus: all`, `gpus: [0, 1]` or `gpus: 0`; ids are kept as strings, as Docker wants them."""
-    if value == "all":
+    """`gpus: all`, `gpus: [0, 1]` or `gpus: 0` (ids or GPU-UUIDs, kept as strings, as Docker
+    wants them). Validated here in full, so a mistake gets one plain message."""
+    if value is None or value == "all":
         return value
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, list):
-        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-    return value
+    items = value if isinstance(value, list) else [value]
+    ids = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in items]
+    if not ids or not all(isinstance(v, str) and GPU_ID.match(v) for v in ids):
+        raise ValueError("gpus is `all` or a list of device ids like [0, 1] (or GPU-<uuid>)")
+    return ids
 
 
 class Container(Strict):
@@ -153,8 +158,7 @@ class Container(Strict):
     env: dict[EnvName, EnvValue] = {}
     secret_env: list[EnvName] = []
     volumes: list[str] = []
-    gpus: Annotated[Literal["all"] | list[Annotated[str, Field(pattern=r"^[0-9]+$|^GPU-[0-9a-fA-F-]+$")]] | None,
-                    BeforeValidator(_gpus, json_schema_input_type=Literal["all"] | int | list[int | str] | None)] = None
+    gpus: Annotated[Any, BeforeValidator(_gpus, json_schema_input_type=Literal["all"] | int | list[int | str] | None)] = None
     ipc: Literal["host"] | None = None
     shm_size: str | None = Field(default=None, pattern=r"^[0-9]+[bkmgBKMG]?$")
     startup_timeout_s: int | None = Field(default=None, gt=0, le=86400)
