@@ -224,3 +224,11 @@ def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path, capsys: 
     (tmp_path / "providers.yaml").write_bytes(b"providers:\n  a:\n    models: [\xff]\n")
     assert main(["validate", str(tmp_path)]) == 1
     assert f"{tmp_path}/providers.yaml:3: not UTF-8 text (byte 0xff); save the file as UTF-8" in capsys.readouterr().err
+
+
+def test_github_workflow_shell_steps_parse() -> None:
+    workflow = yaml.safe_load((ROOT / "manifests" / "github-actions" / "plan.yml").read_text())
+    for step in workflow["jobs"]["plan"]["steps"]:
+        if "run" in step:
+            result = subprocess.run(["bash", "-n"], input=step["run"], capture_output=True, text=True)
+            assert result.returncode == 0, (step.get("name"), result.stderr)
