@@ -14,9 +14,10 @@ import time
 
 import yaml
 
-from controller.observed import from_desired
-from controller.plan import plan, spec_changes
+from controller.cli import tune_gc
+from controller.plan import actual_from, plan, spec_changes
 from controller.render import render
+from controller.review import review
 from controller.spec import load_files
 
 SIZES = [int(a) for a in sys.argv[1:]] or [10, 100, 1000, 5000]
@@ -51,12 +52,13 @@ def once(files: dict[str, str]) -> tuple[float, float, float]:
     t1 = time.perf_counter()
     desired = render(spec)
     t2 = time.perf_counter()
-    plan(desired, from_desired(desired), changes=spec_changes(loaded.raw, loaded.raw), base=desired)
+    review(plan(desired, actual_from(desired), changes=spec_changes(loaded.raw, loaded.raw)), desired, desired)
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2
 
 
 def main() -> None:
+    tune_gc()  # as the llm-gitops command does
     print(f"{'providers':>9} {'models':>7} {'load+check':>11} {'render':>8} {'plan':>8} {'total':>8}  (median s)")
     for n in SIZES:
         files = spec_files(n)

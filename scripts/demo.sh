@@ -7,14 +7,15 @@
 # The container runtime (apply, rollback, the loop) is not built yet; see the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=.demo/example-repo
+demo=${DEMO_DIR:-.demo}   # tests point it elsewhere
+repo=$demo/example-repo
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1/3 llm-gitops validate config/example"
 llm-gitops validate config/example
 
 say "2/3 a spec repo with two commits in $repo"
-rm -rf "$repo" && mkdir -p "$repo"
+rm -rf "$repo" && mkdir -p "$repo"   # a fresh repository on every run
 cp config/example/*.yaml "$repo"/
 git_() { git -C "$repo" -c user.name=llm-gitops-demo -c user.email=demo@localhost "$@"; }
 git_ init -q -b main
@@ -36,10 +37,10 @@ set +e
 llm-gitops plan --repo "$repo" --base HEAD~1 --head HEAD --detailed-exitcode
 code=$?
 set -e
-llm-gitops plan --repo "$repo" --base HEAD~1 --head HEAD --format markdown > .demo/plan.md
+llm-gitops plan --repo "$repo" --base HEAD~1 --head HEAD --format markdown > "$demo/plan.md"
 echo
 echo "exit code $code (0 no changes, 2 changes, 1 error)."
-echo "The same plan as a pull-request comment, with a Mermaid graph of the routing: .demo/plan.md"
+echo "The same plan as a pull-request comment, with a Mermaid graph of the routing: $demo/plan.md"
 echo "Try your own change: edit $repo/*.yaml, commit, and run"
 echo "  .venv/bin/llm-gitops plan --repo $repo --base HEAD~1 --head HEAD"
 [ "$code" -eq 2 ]

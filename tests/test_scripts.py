@@ -1,0 +1,35 @@
+"""The README's commands run: `make demo`'s script end to end, and `make bench`'s at a small size.
+
+Speed is measured by `make bench`, never asserted here; this only proves the scripts work.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def test_demo_script_validates_commits_and_plans(tmp_path: Path) -> None:
+    env = {**os.environ, "DEMO_DIR": str(tmp_path), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "config/example: valid" in out
+    assert "remove    lab-vllm-qwen" in out and "create    lab-vllm-dolphin" in out
+    assert "The GPU 0 holder changes from vllm-qwen to vllm-dolphin" in out
+    assert "```mermaid" in (tmp_path / "plan.md").read_text()
+
+
+def test_bench_script_runs(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_core.py"), "3", "20"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["3", "20"]
