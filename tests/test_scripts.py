@@ -33,3 +33,14 @@ def test_bench_script_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert [row[0] for row in rows] == ["3", "20"]
+
+
+def test_readme_shows_the_commands_and_real_outputs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for needle in ("make test", "make demo", "make bench", "llm-gitops validate", "llm-gitops plan",
+                   "remove    lab-vllm-qwen", "The GPU 0 holder changes from vllm-qwen to vllm-dolphin"):
+        assert needle in readme, needle
+    # the validate examples it prints are real outputs of the cases they come from
+    for case, line in (("01-unknown-key-typo", "providers.yaml:14:5: error: ollama: `stauts`: unknown key"),
+                       ("04-two-vllm-one-gpu", "providers.yaml:19:7: error: vllm-b: GPU 0 is already held")):
+        assert line in readme and line in (ROOT / "tests" / "cases" / "invalid" / case / "expected.txt").read_text()

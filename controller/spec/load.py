@@ -262,7 +262,7 @@ def load_files(files: Mapping[str, str]) -> Loaded:
     if PROVIDERS not in files:
         return Loaded(None, {}, [Problem(PROVIDERS, 0, 0, PROVIDERS, "file not found",
                                          "point at the directory that holds providers.yaml "
-                                         "(`plan` and `apply` take it as --path)")])
+                                         "(`plan` takes it as --path)")])
     raw: dict[str, Any] = {}
     parsed: dict[str, BaseModel] = {}
     problems: list[Problem] = []
