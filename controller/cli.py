@@ -23,6 +23,7 @@ import yaml
 from controller import __version__, report
 from controller.errors import ControllerError, Problem, SpecInvalid
 from controller.plan import actual_from, spec_changes
+from controller.render.litellm import DUMPER
 from controller.plan import plan as make_plan
 from controller.render import render
 from controller.review import review
@@ -70,7 +71,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.format == "json":
         _out(json.dumps(body, indent=2))
     else:
-        _out(yaml.safe_dump(body, sort_keys=False, width=100))
+        _out(yaml.dump(body, Dumper=DUMPER, sort_keys=False, width=100))
     return 0
 
 
@@ -109,18 +110,19 @@ def _base(repo: Any, rev: str, subdir: str) -> tuple[str, Loaded | None, list[st
     from controller.adapters import source
 
     files = source.read_commit(repo, rev, subdir, missing_ok=True)
-    if PROVIDERS not in files:
-        return rev, None, [f"The base commit {rev[:12]} has no spec{f' at {subdir}' if subdir else ''} yet; "
-                           "this plan starts from nothing."]
     loaded = load_files(files)
     if not loaded.errors:
         return rev, loaded, []
-    why = f"The base commit {rev[:12]} is itself invalid ({len(loaded.errors)} error(s))"
+    where = f" at {subdir}" if subdir else ""
+    why = (f"The base commit {rev[:12]} has no spec{where}" if PROVIDERS not in files
+           else f"The base commit {rev[:12]} is itself invalid ({len(loaded.errors)} error(s))")
     for ancestor in source.ancestors(repo, rev, limit=50):
         older = load_files(source.read_commit(repo, ancestor, subdir, missing_ok=True))
         if older.spec is not None and not older.errors:
             return ancestor, older, [f"{why}; this plan starts from its nearest valid ancestor {ancestor[:12]}, "
                                      "which is what a controller would still be running."]
+    if PROVIDERS not in files:
+        return rev, None, [f"{why} yet; this plan starts from nothing."]
     return rev, None, [f"{why} and has no valid ancestor; this plan starts from nothing."]
 
 

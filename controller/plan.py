@@ -10,6 +10,7 @@ added by `controller.review`. Pure: no Docker, no git, no clock.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +39,13 @@ class Step:
     reasons: tuple[str, ...] = ()
     desired: ContainerSpec | None = None
     actual: ObservedContainer | None = None
+    # Its old container holds a GPU or port that a new one needs: apply stops every such
+    # container before it starts anything (two containers may swap ports or GPUs).
+    stops_first: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"action": self.action.value, "container": self.name, "component": self.component,
-                "key": self.key, "reasons": list(self.reasons),
+                "key": self.key, "reasons": list(self.reasons), "stops_first": self.stops_first,
                 "spec_hash": self.desired.spec_hash if self.desired else None}
 
 
@@ -155,6 +159,9 @@ def _field_reasons(old: Mapping[str, Any], new: ContainerSpec) -> list[str]:
 def _recreate_reasons(desired: ContainerSpec, actual: ObservedContainer,
                       changes: Sequence[SourceChange]) -> tuple[str, ...]:
     found = [_describe(c) for c in changes if _feeds(desired, c)]
+    if actual.spec is not None and _moves(actual, desired):
+        where = actual.spec.get("placement") or "every host"
+        found.append(f"moves from {where} to {desired.placement or 'every host'}")
     if found:
         return tuple(dict.fromkeys(found))
     if actual.spec is not None:
@@ -192,9 +199,9 @@ def _frees(step: Step, desired: Desired) -> bool:
     return gpu_clash or old.port in {c.port for c in others} or (step.action is Action.REMOVE and bool(held))
 
 
-def _phase(step: Step, desired: Desired) -> int:
+def _phase(step: Step) -> int:
     """Order of ARCHITECTURE.md: free GPUs and ports, cache, providers, gateway, orphans."""
-    if _frees(step, desired):
+    if step.stops_first:
         return 0
     if step.action is Action.REMOVE:
         return 4
@@ -215,7 +222,7 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
         have = by_name.pop(spec.name, None)
         if have is None:
             steps.append(Step(Action.CREATE, spec.key, spec.name, spec.component, (_create_reason(spec, changes),), spec))
-        elif have.spec_hash != spec.spec_hash:
+        elif have.spec_hash != spec.spec_hash or _moves(have, spec):
             steps.append(Step(Action.RECREATE, spec.key, spec.name, spec.component,
                               _recreate_reasons(spec, have, changes), spec, have))
         elif not have.running:
@@ -224,9 +231,16 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
         else:
             steps.append(Step(Action.UNCHANGED, spec.key, spec.name, spec.component, (), spec, have))
     for have in by_name.values():
-        why = [_describe(c) for c in changes if c[0] == PROVIDERS and c[1][:2] == ("providers", have.key)]
-        why += [_describe(c) for c in changes if c == (STACK, ("name",))]
+        why = [_describe(c) for c in changes if c[0] == PROVIDERS and c[1][:2] == ("providers", have.key)
+               or c[0] == STACK and (c[1] == ("name",) or c[1][:1] == (have.component,))]
         steps.append(Step(Action.REMOVE, have.key, have.name, have.component,
                           tuple(why) or ("no longer in the spec",), None, have))
-    steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s, desired), s.key))
+    steps = [dataclasses.replace(s, stops_first=_frees(s, desired)) for s in steps]
+    steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s), s.key))
     return Plan(steps=tuple(steps))
+
+
+def _moves(have: ObservedContainer, spec: ContainerSpec) -> bool:
+    """Placed on another host: it stops on one and cold-starts on the other, though the
+    spec hash (which leaves placement out) is the same."""
+    return have.spec is not None and have.spec.get("placement") != spec.placement

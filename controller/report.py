@@ -17,6 +17,7 @@ from controller.plan import Action, Plan
 from controller.render import Desired
 
 MARKER = "<!-- llm-gitops-plan -->"
+STOPS_FIRST = "stops before anything starts: frees a GPU or port"
 
 
 def problems_text(problems: Sequence[Problem]) -> str:
@@ -43,7 +44,7 @@ def plan_text(plan: Plan, *, base: str, head: str) -> str:
         if step.action is Action.UNCHANGED:
             unchanged.append(step.name)
             continue
-        lines.append(f"  {step.action.value:<9} {step.name}")
+        lines.append(f"  {step.action.value:<9} {step.name}" + (f"  ({STOPS_FIRST})" if step.stops_first else ""))
         lines += [f"              because {r}" for r in step.reasons]
     if unchanged:
         lines.append(f"  unchanged {', '.join(unchanged)}")
@@ -81,7 +82,8 @@ def plan_markdown(plan: Plan, head_desired: Desired, *, base: str, head: str) ->
                   "| Action | Container | Why |", "|---|---|---|"]
         for step in changed:
             why = "<br>".join(_code(r) for r in step.reasons)
-            lines.append(f"| **{step.action.value}** | {_code(step.name)} | {why} |")
+            stops = f"<br>_{STOPS_FIRST}_" if step.stops_first else ""
+            lines.append(f"| **{step.action.value}** | {_code(step.name)}{stops} | {why} |")
         unchanged = [s.name for s in plan.steps if s.action is Action.UNCHANGED]
         if unchanged:
             lines += ["", "Unchanged: " + ", ".join(_code(n) for n in unchanged)]

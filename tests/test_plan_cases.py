@@ -38,6 +38,7 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
     return {
         "steps": [[s["action"], s["container"], s["reasons"]] for s in out["steps"] if s["action"] != "unchanged"],
         "unchanged": [s["container"] for s in out["steps"] if s["action"] == "unchanged"],
+        "stops_first": [s["container"] for s in out["steps"] if s["stops_first"]],
         "models": out["models"],
         "notes": out["notes"],
         "new_warnings": [f"{w['file']}:{w['line']}: {w['subject']}" for w in out["warnings"]],

@@ -80,6 +80,9 @@ def valid_specs(draw: st.DrawFn) -> dict[str, str]:
                     if draw(st.booleans()):
                         container["gpus"] = [draw(st.integers(0, 1))]
                         container["host"] = f"gpu-{i}"  # each on its own host: never two per GPU
+                        # reachable from the gateway's host: an RFC 5737 documentation address
+                        # (configuration text only; no test sends traffic anywhere)
+                        entry["base_url"] = f"http://192.0.2.{i + 1}:{9000 + i}"
                 entry["container"] = container
         elif kind == "openai_compatible":
             entry["base_url"] = "https://api.example.invalid/v1"

@@ -40,21 +40,44 @@ def test_render_matches_golden(name: str) -> None:
 
 
 def router_kwargs(config: dict) -> dict:  # type: ignore[type-arg]
-    # redis_* make the Router connect at construction; the cache wiring is checked separately.
+    """router_settings minus redis_*: with them the Router connects to Redis while it is built
+    (and retries for seconds when none runs: the redis client is not even a dependency here).
+    The cache wiring is checked by test_gateway_config_wiring, and live by the runtime's tests."""
     return {k: v for k, v in config["router_settings"].items() if not k.startswith("redis_")}
 
 
-@pytest.mark.parametrize("name", sorted(VALID))
+# every valid spec the suite holds: the valid cases, the examples, the valid broken-dir cases
+# (warnings only) and the head of every plan case
+ROUTED = dict(VALID)
+ROUTED |= {f"invalid/{p.name}": p for p in sorted((CASES / "invalid").iterdir()) if p.name.startswith("09-")}
+
+
+def _plan_head(case: Path) -> dict[str, str]:
+    base = read_spec_dir(ROOT / (case / "base").read_text().strip())
+    return {**base, **read_spec_dir(case / "head")}
+
+
+PLAN_HEADS = {p.name: p for p in sorted((CASES / "plan").iterdir())
+              if p.is_dir() and '"problems"' not in (p / "expected.json").read_text()}  # valid heads only
+
+
+@pytest.mark.parametrize("name", sorted(ROUTED))
 def test_litellm_router_accepts_rendered_config(name: str) -> None:
     """litellm.Router raises on bad provider prefixes, unknown kwargs and bad strategies,
     which `litellm --validate_config` lets through."""
-    config = _render(VALID[name]).litellm_config
+    config = _render(ROUTED[name]).litellm_config
     router = litellm.Router(model_list=config["model_list"], **router_kwargs(config))
     assert len(router.model_list) == len(config["model_list"])
     groups = set(router.model_names)
     for entry in config["router_settings"].get("fallbacks", []):
         ((name_, chain),) = entry.items()
         assert set(chain) <= groups | set(config["router_settings"].get("model_group_alias", {}))
+
+
+@pytest.mark.parametrize("name", sorted(PLAN_HEADS))
+def test_litellm_router_accepts_every_plan_head(name: str) -> None:
+    config = render(load_files(_plan_head(PLAN_HEADS[name])).require()).litellm_config
+    litellm.Router(model_list=config["model_list"], **router_kwargs(config))
 
 
 def test_the_router_check_catches_a_bad_prefix() -> None:

@@ -52,8 +52,11 @@ TWO_VLLM = """  vllm-b:
 
 
 def test_gpus_of_different_hosts_do_not_add_up() -> None:
+    # RFC 5737 documentation addresses: configuration text only, no test sends traffic
     files = _minimal_with("      gpus: [0]\n", "      gpus: [0]\n      host: gpu-1\n")
     files["providers.yaml"] = files["providers.yaml"].replace("  ollama:\n", TWO_VLLM.format(host_b="gpu-2"), 1)
+    files["providers.yaml"] = files["providers.yaml"].replace("http://127.0.0.1:8001", "http://192.0.2.1:8001")
+    files["providers.yaml"] = files["providers.yaml"].replace("http://127.0.0.1:8002", "http://192.0.2.2:8002")
     assert load_files(files).errors == []
     files["providers.yaml"] = files["providers.yaml"].replace("host: gpu-2", "host: gpu-1")
     messages = [p.message for p in load_files(files).errors]
@@ -93,3 +96,41 @@ def test_markdown_escapes_what_would_break_a_table() -> None:
     assert report._code("a|b") == "`a\\|b`"
     assert report._code("x`y") == "``x`y``"
     assert report._cell("a|b <c>") == "a\\|b &lt;c>"
+
+
+def test_numbers_reach_containers_as_written() -> None:
+    files = _minimal_with("      args: [--model, org/model-a]",
+                          "      args: [--model, org/model-a, --x, 1:30]\n      env: {UMASK: 0755, X: 0x1F, V: 1.10, B: true}")
+    vllm = render(load_files(files).require()).container("vllm-a")
+    assert vllm is not None
+    assert vllm.env == {"B": "true", "UMASK": "0755", "V": "1.10", "X": "0x1F"}
+    assert "1:30" in vllm.command
+
+
+def test_api_base_follows_each_providers_convention() -> None:
+    files = read_spec_dir(CASES / "valid" / "minimal")
+    files["providers.yaml"] += """  oa:
+    type: openai
+    base_url: https://api.openai.com
+    env_var: OPENAI_API_KEY
+    models: [gpt-4o-mini]
+  an:
+    type: anthropic
+    base_url: https://api.anthropic.com/v1
+    env_var: ANTHROPIC_API_KEY
+    models: [claude-x]
+"""
+    files["providers.yaml"] = files["providers.yaml"].replace("http://127.0.0.1:11434", "http://0.0.0.0:11434")
+    bases = {e["model_name"]: e["litellm_params"].get("api_base")
+             for e in render(load_files(files).require()).litellm_config["model_list"]}
+    assert bases["gpt-4o-mini"] == "https://api.openai.com/v1"      # openai/ wants /v1
+    assert bases["claude-x"] == "https://api.anthropic.com"         # LiteLLM adds /v1/messages
+    assert bases["llama3.1:8b"] == "http://127.0.0.1:11434"         # listening on all: reached on loopback
+
+
+def test_reordering_settings_in_git_does_not_restart_the_gateway() -> None:
+    files = read_spec_dir(CASES / "valid" / "minimal")
+    a = dict(files, **{"stack.yaml": files["stack.yaml"].replace(
+        "gateway:\n", "gateway:\n  router_settings: {num_retries: 2, timeout: 120}\n")})
+    b = dict(a, **{"stack.yaml": a["stack.yaml"].replace("{num_retries: 2, timeout: 120}", "{timeout: 120, num_retries: 2}")})
+    assert render(load_files(a).require()).config_digest == render(load_files(b).require()).config_digest

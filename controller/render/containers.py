@@ -95,16 +95,23 @@ def _mount(volume: str) -> Mount:
     return Mount(kind=kind, source=source, target=target, read_only=mode == ["ro"])
 
 
+MULTI_VALUE_FLAGS = {"--served-model-name"}  # vLLM takes several names after it
+
+
 def _strip_flags(args: list[str], flags: set[str]) -> list[str]:
     """Drop `--flag value` / `--flag=value` that the controller sets itself (rules made sure
     any such value agrees with the spec), so they are not passed twice."""
     out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in flags:
-            skip = True
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg in flags:
+            if arg in MULTI_VALUE_FLAGS:
+                while i < len(args) and not args[i].startswith("-"):
+                    i += 1
+            else:
+                i += 1
         elif not any(arg.startswith(f + "=") for f in flags):
             out.append(arg)
     return out

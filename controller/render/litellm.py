@@ -29,15 +29,27 @@ def _with_v1(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
+def _reachable(url: str | None) -> str | None:
+    """A server listening on every address (0.0.0.0, ::) is reached on the loopback address."""
+    if url is None:
+        return None
+    host, port = models.address(url)
+    if host in ("0.0.0.0", "::"):
+        return url.replace(models.url_host(host), "127.0.0.1" if host == "0.0.0.0" else "[::1]", 1)
+    return url
+
+
 def _params(provider: models.Provider, model: models.Model, weight: float | None) -> dict[str, Any]:
     params: dict[str, Any] = {"model": f"{PREFIX[provider.type]}/{model.name}"}
-    url = provider.base_url
+    url = _reachable(provider.base_url)
     if provider.type == "ollama" and url is not None:
         # Always an api_base for ollama (rules require base_url): without one the proxy
         # spawns `ollama serve` itself. LiteLLM's ollama routes add their own paths: no /v1.
         params["api_base"] = url.removesuffix("/v1")
+    elif provider.type == "anthropic" and url is not None:
+        params["api_base"] = url.removesuffix("/v1")  # LiteLLM appends /v1/messages itself
     elif url is not None:
-        params["api_base"] = url if provider.type in ("openai", "anthropic") else _with_v1(url)
+        params["api_base"] = _with_v1(url)
     key_env = provider.env_var or (provider.api_key.removeprefix("os.environ/") if provider.api_key else None)
     if key_env:
         params["api_key"] = f"os.environ/{key_env}"
@@ -60,7 +72,7 @@ def model_list(spec: models.Spec, cat: catalog_mod.Catalog) -> list[dict[str, An
         for dep in sorted(cat.public[public], key=lambda d: (d.provider, d.model)):
             provider = spec.providers.providers[dep.provider]
             model = _model_of(provider, dep.model)
-            info: dict[str, Any] = {"id": f"{dep.provider}/{dep.model}@{public}"}
+            info: dict[str, Any] = {"id": dep.id}
             if model.context_length:
                 info["max_input_tokens"] = model.context_length
             entries.append({"model_name": public, "litellm_params": _params(provider, model, dep.weight),
@@ -88,7 +100,7 @@ def render_config(spec: models.Spec, cat: catalog_mod.Catalog, routing: catalog_
     """The whole LiteLLM config as a dict; key order is fixed so the text is deterministic."""
     gw = spec.stack.gateway
     router: dict[str, Any] = {"routing_strategy": "simple-shuffle"}
-    router.update(_plain(gw.router_settings))
+    router.update(_plain(gw.router_settings))  # user keys sorted; ours follow in a fixed order
     router.update(_special_cases(spec))
     if routing.fallbacks:
         router["fallbacks"] = [{name: chain} for name, chain in sorted(routing.fallbacks.items())]
@@ -111,11 +123,19 @@ def render_config(spec: models.Spec, cat: catalog_mod.Catalog, routing: catalog_
 
 
 def _plain(value: Any) -> Any:
-    """Our YAML loader's positioned dict/list subclasses -> plain dict/list for dumping."""
+    """User-written YAML -> plain data for dumping: our loader's positioned dicts, lists and
+    numbers become plain ones, and mappings are sorted, so that reordering keys in git does
+    not change the config's digest (and restart the gateway)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     return value
 
 

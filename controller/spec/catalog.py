@@ -26,6 +26,11 @@ class Deployment:
     weight: float | None = None
     origin: tuple[str, tuple[object, ...]] = ("providers.yaml", ())  # (file, loc) that made it
 
+    @property
+    def id(self) -> str:
+        """LiteLLM's `model_info.id`: stable across commits, so its health and cooldown state is kept."""
+        return f"{self.provider}/{self.model}@{self.public}"
+
 
 @dataclass
 class Catalog:
@@ -119,6 +124,7 @@ def routing(spec: models.Spec, cat: Catalog) -> Routing:
     dropped: Dropped = []
     chains = _chains(spec, cat, dropped)
     aliases, alias_chains = _aliases(spec, cat, chains, dropped)
+    chains = _without_dropped_aliases(spec, chains, aliases, dropped)
     default = chains.get("default", [])
     fallbacks: dict[str, list[str]] = {}
     for name in sorted(cat.public):
@@ -149,6 +155,22 @@ def _chains(spec: models.Spec, cat: Catalog, dropped: Dropped) -> dict[str, list
         if kept or not entry.chain:  # an explicit [] opts out; an emptied chain yields to the default
             chains[key] = kept
     return chains
+
+
+def _without_dropped_aliases(spec: models.Spec, chains: dict[str, list[str]], aliases: dict[str, str],
+                             dropped: Dropped) -> dict[str, list[str]]:
+    """A capability whose alias was dropped is no name LiteLLM knows: take it out of chains."""
+    gone = set(spec.mappings.capabilities) - set(aliases)
+    out: dict[str, list[str]] = {}
+    for key, chain in chains.items():
+        kept = [n for n in chain if n not in gone]
+        for name in chain:
+            if name in gone:
+                dropped.append((MM, ("fallback_chains", key, "chain", spec.mappings.fallback_chains[key].chain.index(name)),
+                                f"`{name}` dropped from the chain: its alias was dropped"))
+        if kept or not chain:
+            out[key] = kept
+    return out
 
 
 def _aliases(spec: models.Spec, cat: Catalog, chains: dict[str, list[str]],

@@ -85,6 +85,10 @@ def _fallback_targets(spec: models.Spec, cat: catalog_mod.Catalog, loc: tuple[An
     for i, entry in enumerate(value):
         for source, targets in entry.items():
             names = [source, *(targets if isinstance(targets, list) else [targets])]
+            if not all(isinstance(n, str) for n in names):
+                ctx.add(STACK, (*loc, i), "must be `{public-name: [fallback, ...]}` with names only",
+                        "write e.g. `- my-model: [other-model]`")
+                continue
             for name in names:
                 if name not in known:
                     ctx.add(STACK, (*loc, i), f"`{name}` is not a public model name",
@@ -101,6 +105,10 @@ def _router_settings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings)
         elif not _known_setting(loc, CONTROLLER_ROUTER_KEYS, litellm_keys.ROUTER_ARGS,
                                 "not a LiteLLM router setting", "Router() arguments", ctx):
             continue
+        elif key != "routing_strategy" and not _fits(value, litellm_keys.ROUTER_ARG_KINDS.get(key, "any")):
+            kind = litellm_keys.ROUTER_ARG_KINDS[key]
+            ctx.add(STACK, loc, f"`{key}` must be {_KIND_WORDS.get(kind, kind.replace('choice:', 'one of: '))}"
+                    f" (LiteLLM would refuse to start)", "see LiteLLM's router settings for this key")
         elif key == "routing_strategy" and value not in litellm_keys.ROUTING_STRATEGIES:
             ctx.add(STACK, loc, f"LiteLLM has no routing strategy `{value}`",
                     "LiteLLM's strategies: " + ", ".join(litellm_keys.ROUTING_STRATEGIES)
@@ -135,6 +143,27 @@ def _router_settings(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings)
     for key in gw.litellm_settings:
         _known_setting(("gateway", "litellm_settings", key), CONTROLLER_LITELLM_KEYS, litellm_keys.LITELLM_SETTINGS,
                        "not a LiteLLM setting (LiteLLM would silently ignore it)", "litellm_settings", ctx)
+
+
+_KIND_WORDS = {"int": "a whole number", "number": "a number", "bool": "true or false", "str": "text",
+               "list": "a list", "mapping": "a mapping of keys"}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether a YAML value can be what a Router argument of this kind accepts (null: its default)."""
+    if value is None or kind == "any":
+        return True
+    if kind.startswith("choice:"):
+        return str(value) in kind.removeprefix("choice:").split("|")
+    checks: dict[str, Any] = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list": lambda v: isinstance(v, list),
+        "mapping": lambda v: isinstance(v, dict),
+    }
+    return bool(checks.get(kind, lambda v: True)(value))
 
 
 def _known_setting(loc: tuple[str, str, str], owned: Mapping[str, str], known: frozenset[str],

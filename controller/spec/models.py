@@ -34,11 +34,12 @@ EnvName = Annotated[str, Field(pattern=ENV_NAME_RE)]
 
 
 def _str_scalar(value: Any) -> Any:
-    """Env values are strings to Docker; accept YAML numbers and booleans as their text."""
+    """Env values and args are strings to Docker; a YAML number reaches the container as the
+    user wrote it (`0755`, `1.10`, `5:00`), a boolean as true/false."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return str(value)
+        return getattr(value, "source", "") or str(value)
     return value
 
 
@@ -223,7 +224,7 @@ class FallbackChain(Strict):
 class BalancedTarget(Strict):
     provider: str
     model: str | None = None
-    weight: float | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     condition: Any = None  # LiteLLM has no conditional routing; rules.py refuses it with a hint
     description: Info = None
 

@@ -73,6 +73,9 @@ def _providers(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> No
         if name in RESERVED_NAMES:
             ctx.add(PROVIDERS, ploc(name), f"`{name}` is reserved: the stack's {name} container is "
                     f"named {spec.stack.name}-{name}", "rename the provider", subject=name)
+        if p.type in ("openai", "anthropic") and p.status == "active" and not (p.env_var or p.api_key):
+            ctx.add(PROVIDERS, ploc(name), f"an {p.type} provider needs its API key: every call would be refused",
+                    "set `env_var: NAME` (e.g. OPENAI_API_KEY) and give the controller that variable", subject=name)
         if p.base_url is None and p.type not in ("openai", "anthropic"):
             ctx.add(PROVIDERS, ploc(name), "`base_url` is required for type " + p.type,
                     "add e.g. `base_url: http://127.0.0.1:8000`", subject=name)
@@ -141,6 +144,12 @@ def _key_rules(name: str, p: models.Provider, c: models.Container, ctx: Findings
 
 
 def _vllm_rules(name: str, p: models.Provider, c: models.Container, ctx: Findings) -> None:
+    for i, arg in enumerate(c.args):
+        names = [a for a in _values_after(c.args, i)] if arg == "--served-model-name" else []
+        if len(names) > 1:
+            ctx.add(PROVIDERS, ploc(name, "container", "args", i),
+                    f"`--served-model-name` with {len(names)} names: the gateway reaches the model by one",
+                    "remove it; the controller sets it to the model name (public names go in exact_matches)")
     if not any(True for _ in flag(c.args, "--model")) and not (c.args and not c.args[0].startswith("-")):
         ctx.add(PROVIDERS, ploc(name, "container", "args"),
                 "no `--model` in args: vLLM would load its default model", "add `--model, <hf-id>`",
@@ -156,6 +165,16 @@ def _vllm_rules(name: str, p: models.Provider, c: models.Container, ctx: Finding
             ctx.add(PROVIDERS, ploc(name, "container", "args", i),
                     f"`--max-model-len {value}` contradicts the model's context_length ({context})",
                     "make them equal: LiteLLM would send prompts the server refuses, or waste context")
+
+
+def _values_after(args: list[str], i: int) -> list[str]:
+    """The values after the flag at `i`, up to the next flag."""
+    values = []
+    for arg in args[i + 1:]:
+        if arg.startswith("-"):
+            break
+        values.append(arg)
+    return values
 
 
 def _listen_rules(name: str, p: models.Provider, c: models.Container, host: str, port: int, ctx: Findings) -> None:
@@ -190,6 +209,15 @@ def _same_float(a: str, b: str) -> bool:
         return False
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def _is_address(host: str) -> bool:
     if host == "localhost":
         return True
@@ -219,6 +247,11 @@ def _references(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> N
                 ctx.add(MAPPINGS, ("load_balancing", public, "providers", i),
                         f"`{target.provider}` is listed twice in this group", "merge the two entries (add their weights)")
             seen.add(route)
+        weighted = [t.weight is not None for t in group.providers]
+        if any(weighted) and not all(weighted):
+            ctx.add(MAPPINGS, ("load_balancing", public),
+                    "some targets have a weight and some do not: LiteLLM gives the unweighted ones no traffic",
+                    "give every target a weight, or none (an even split)")
     # Names a broken mapping declares are reported once, at the mapping, not at every use.
     declared = set(mm.exact_matches) | set(mm.load_balancing)
     for key, chain in mm.fallback_chains.items():
@@ -276,6 +309,14 @@ def _collisions(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> N
                         f"`{public}` is already a public model name (of provider `{dep.provider}`)",
                         "pick another name for the load-balanced group")
                 break
+    ids: dict[str, catalog_mod.Deployment] = {}
+    for dep in (d for deps in cat.public.values() for d in deps):
+        first = ids.get(dep.id)
+        # the same route twice is reported as a duplicate model or target; this is two routes
+        if first is not None and (first.provider, first.model, first.public) != (dep.provider, dep.model, dep.public):
+            ctx.add(dep.origin[0], dep.origin[1], f"two deployments would share the id `{dep.id}`",
+                    "avoid `@` in model and public names")
+        ids.setdefault(dep.id, dep)
     for cap in spec.mappings.capabilities:
         if cat.knows(cap):
             ctx.add(MAPPINGS, ("capabilities", cap),
@@ -309,6 +350,15 @@ def _ports(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
     if spec.stack.cache is not None:
         port = models.address(spec.stack.cache.base_url)[1]
         bound.setdefault(port, []).append(_Bound(STACK, ("cache", "base_url"), "cache", None))
+    for name, p in spec.providers.providers.items():
+        if p.container is None and p.status == "active" and p.base_url:
+            host, port = listen(p.base_url)
+            owner = next((b.who for b in bound.get(port, []) if _is_loopback(host)), None)
+            if owner is not None:
+                ctx.add(PROVIDERS, ploc(name, "base_url"),
+                        f"`{owner}` listens on port {port} of this host, so this external server cannot",
+                        "point base_url at the server's real address and port", subject=name)
+    _several_hosts(spec, ctx)
     for port, users in sorted(bound.items()):
         for i, later in enumerate(users):
             clash = next((u for u in users[:i] if _same_host(u, later)), None)
@@ -339,6 +389,19 @@ def _gpu_users(spec: models.Spec) -> list[_GpuUser]:
             users.append(_GpuUser(len(users), name, frozenset({"*"} if c.gpus == "all" else c.gpus), share,
                                   _Bound(PROVIDERS, ploc(name, "container", "gpus"), name, c.host), p.type == "vllm"))
     return users
+
+
+def _several_hosts(spec: models.Spec, ctx: Findings) -> None:
+    """With containers on several hosts, one gateway reaches them over the network: a loopback
+    base_url would send it to its own host's port instead."""
+    hosts = sorted({c.host for _, p, c in containers(spec) if c.host and p.status == "active"})
+    if len(hosts) < 2:
+        return
+    for name, p, c in containers(spec):
+        if p.status == "active" and c.host and p.base_url and _is_loopback(listen(p.base_url)[0]):
+            ctx.add(PROVIDERS, ploc(name, "base_url"),
+                    f"containers run on several hosts ({', '.join(hosts)}); the gateway cannot reach `{name}` "
+                    f"on {c.host} at a loopback address", f"use the address of {c.host} in base_url", subject=name)
 
 
 def _gpus(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:

@@ -42,6 +42,19 @@ class PosList(list):  # type: ignore[type-arg]
         self.item_pos = []
 
 
+class SourceInt(int):
+    """An int that remembers how it was written: `0755` is 493 to YAML 1.1, but an env value
+    or an argument must reach the container as the text the user wrote."""
+
+    source: str = ""
+
+
+class SourceFloat(float):
+    """A float that remembers how it was written (`1.10` stays `1.10`, not `1.1`)."""
+
+    source: str = ""
+
+
 def _mark(node: yaml.Node) -> Pos:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -60,19 +73,42 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         self.subject = subject
         self.path: list[Any] = []  # where construction is, to name a duplicate key's subject
         self.duplicates: list[Problem] = []
+        self.last: yaml.Node | None = None  # the node being built, to locate constructor errors
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        self.last = node
+        return super().construct_object(node, deep=deep)
+
+    def construct_source_int(self, node: yaml.ScalarNode) -> SourceInt:
+        value = SourceInt(self.construct_yaml_int(node))
+        value.source = node.value
+        return value
+
+    def construct_source_float(self, node: yaml.ScalarNode) -> SourceFloat:
+        value = SourceFloat(self.construct_yaml_float(node))
+        value.source = node.value
+        return value
 
     def construct_pos_mapping(self, node: yaml.MappingNode) -> PosDict:
-        self.flatten_mapping(node)  # resolves `<<:` merge keys in place
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        self.flatten_mapping(node)  # resolves `<<:` merge keys in place, putting merged pairs first
+        merged = len(node.value) - explicit
         result = PosDict()
         result.pos = _mark(node)
         yield result
-        for key_node, value_node in node.value:
+        from_merge: set[Hashable] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable) or isinstance(key, (PosDict, PosList)):
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a plain scalar", key_node.start_mark
                 )
-            if key in result:
+            if index < merged:
+                from_merge.add(key)
+            elif key in from_merge:  # an explicit key overrides a merged one: that is what `<<` is for
+                from_merge.discard(key)
+                result.key_pos.pop(key, None)
+            elif key in result:
                 line, col = _mark(key_node)
                 first = result.key_pos[key]
                 self.duplicates.append(
@@ -98,6 +134,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_pos_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_pos_sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_source_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_source_float)
 
 
 def load(text: str, filename: str,
@@ -126,10 +164,14 @@ def load(text: str, filename: str,
         if _tab_before(text, line, col):
             what, hint = "a tab character: YAML indents with spaces only", "replace the tab with spaces"
         return None, [Problem(filename, line, col, "YAML syntax", what, hint)]
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError, OverflowError) as exc:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         # Constructors raise plain ValueError on e.g. an impossible `2020-13-45` timestamp.
-        return None, [Problem(filename, 1, 1, "YAML syntax", f"cannot be read: {exc}",
+        line, col = _mark(loader.last) if loader is not None and loader.last is not None else (1, 1)
+        return None, [Problem(filename, line, col, "YAML syntax", f"cannot be read: {exc}",
                               "quote values that YAML would otherwise interpret (dates, numbers)")]
+    except RecursionError:
+        return None, [Problem(filename, 1, 1, "YAML syntax", "nesting is too deep (self-referencing aliases?)",
+                              "remove anchors that refer to themselves")]
     finally:
         if loader is not None:
             loader.dispose()
