@@ -1,9 +1,9 @@
 """`make bench`: the pure core at scale. load + check + render (+ plan against itself) for
 N providers with 5 models each; prints the median of several runs per size.
 
-Providers alternate between vllm (one model, its own GPU id), ollama and llama.cpp
-containers and remote openai_compatible APIs; every provider gets a port of its own and a
-fallback chain, so every rule and every render path does real work.
+Every provider has 5 models. Providers alternate between external vLLM servers, Ollama and
+llama.cpp containers (each on a GPU id of its own) and remote openai_compatible APIs; every
+provider gets a port of its own and a fallback chain, so every rule and render path works.
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ def spec_files(n: int) -> dict[str, str]:
     chains: dict[str, dict[str, list[str]]] = {}
     for i in range(n):
         kind = ("vllm", "ollama", "llama_cpp", "openai_compatible")[i % 4]
-        models = [f"p{i}-m{j}" for j in range(1 if kind == "vllm" else 5)]
+        models = [f"p{i}-m{j}" for j in range(5)]
         entry: dict[str, object] = {"type": kind, "base_url": f"http://127.0.0.1:{10000 + i}",
                                     "models": [{"name": m, "context_length": 4096, "size": "7B"} for m in models],
                                     "description": f"provider {i}"}
         if kind == "openai_compatible":
             entry["env_var"] = "REMOTE_KEY"
-        else:
-            entry["container"] = {"image": f"example/{kind}:1.0", "args": ["--flag", str(i)],
-                                  **({"gpus": [i]} if kind == "vllm" else {})}
+        elif kind != "vllm":  # a vLLM container serves one model: these are vLLM servers run elsewhere
+            entry["container"] = {"image": f"example/{kind}:1.0", "args": ["--flag", str(i)], "gpus": [i]}
         providers[f"p{i}"] = entry
         chains[models[0]] = {"chain": [f"p{(i + 1) % n}-m0"]} if n > 1 else {"chain": []}
     chains = {k: v for k, v in chains.items() if v["chain"] and v["chain"][0] != k}
@@ -65,7 +64,7 @@ def main() -> None:
         runs = 7 if n <= 1000 else 3
         samples = [once(files) for _ in range(runs)]
         med = [statistics.median(s[i] for s in samples) for i in range(3)]
-        models = sum(1 if i % 4 == 0 else 5 for i in range(n))
+        models = 5 * n
         print(f"{n:>9} {models:>7} {med[0]:>11.3f} {med[1]:>8.3f} {med[2]:>8.3f} {sum(med):>8.3f}")
 
 
