@@ -232,3 +232,10 @@ def test_github_workflow_shell_steps_parse() -> None:
         if "run" in step:
             result = subprocess.run(["bash", "-n"], input=step["run"], capture_output=True, text=True)
             assert result.returncode == 0, (step.get("name"), result.stderr)
+
+
+def test_editors_flag_what_litellm_cannot_do() -> None:
+    schema = json.loads((ROOT / "schema" / "model-mappings.schema.json").read_text())
+    jsonschema.validate({"exact_matches": {}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"routing_rules": [{"if": "x", "use": "y"}]}, schema)

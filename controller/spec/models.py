@@ -43,6 +43,16 @@ def _str_scalar(value: Any) -> Any:
     return value
 
 
+# Keys of other routers that LiteLLM cannot honour: accepted by the model so that the rules
+# can refuse them with what to do instead, and marked invalid in the JSON Schema so editors
+# flag them as they are typed.
+Refused = Any
+
+
+def refused(why: str) -> dict[str, Any]:
+    return {"not": {}, "description": why}
+
+
 _Scalar = str | int | float | bool
 EnvValue = Annotated[str, BeforeValidator(_str_scalar, json_schema_input_type=_Scalar)]
 Arg = Annotated[str, BeforeValidator(_str_scalar, json_schema_input_type=_Scalar)]
@@ -225,7 +235,8 @@ class BalancedTarget(Strict):
     provider: str
     model: str | None = None
     weight: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    condition: Any = None  # LiteLLM has no conditional routing; rules.py refuses it with a hint
+    condition: Refused = Field(None, json_schema_extra=refused("LiteLLM cannot route on conditions; use weights, "
+                                                              "or a separate public name per case"))
     description: Info = None
 
 
@@ -266,9 +277,12 @@ class MappingsFile(Strict):
     capabilities: dict[str, Capability] = {}
     special_cases: SpecialCases = SpecialCases()
     # features of other routers that LiteLLM lacks: parsed so rules.py can say what to do instead
-    routing_rules: Any = None
-    patterns: Any = None
-    routing_strategy: Any = None
+    routing_rules: Refused = Field(None, json_schema_extra=refused(
+        "LiteLLM has no routing rules; use fallback_chains, load_balancing and capabilities"))
+    patterns: Refused = Field(None, json_schema_extra=refused(
+        "LiteLLM does not route by regex; give models public names in exact_matches"))
+    routing_strategy: Refused = Field(None, json_schema_extra=refused(
+        "the strategy is stack-wide: set gateway.router_settings.routing_strategy in stack.yaml"))
     metadata: Info = None
 
 
