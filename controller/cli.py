@@ -23,9 +23,9 @@ import yaml
 from controller import __version__, report
 from controller.errors import ControllerError, Problem, SpecInvalid
 from controller.plan import actual_from, spec_changes
-from controller.render.litellm import DUMPER
 from controller.plan import plan as make_plan
 from controller.render import render
+from controller.render.litellm import DUMPER
 from controller.review import review
 from controller.spec import FILES, PROVIDERS, Loaded, load_files, models
 
@@ -46,6 +46,7 @@ def _err(text: str) -> None:
 
 
 def _load_dir(directory: str) -> Loaded:
+    # adapters are imported where used: importing gitpython costs validate a tenth of a second
     from controller.adapters import source
     return load_files(source.read_dir(directory))
 
