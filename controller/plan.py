@@ -187,16 +187,38 @@ def _devices(gpus: str | Sequence[str] | None) -> set[str]:
     return set() if gpus is None else {"*"} if gpus == "all" else set(gpus)
 
 
-def _frees(step: Step, desired: Desired) -> bool:
+@dataclass(frozen=True)
+class _Wanted:
+    """Who in the desired state wants which port and GPU: built once per plan."""
+
+    ports: dict[int, set[str]]
+    gpus: dict[str, set[str]]  # device id (or "*" for all) -> container names
+
+    @classmethod
+    def of(cls, desired: Desired) -> _Wanted:
+        ports: dict[int, set[str]] = {}
+        gpus: dict[str, set[str]] = {}
+        for c in desired.containers:
+            ports.setdefault(c.port, set()).add(c.name)
+            for d in _devices(c.gpus):
+                gpus.setdefault(d, set()).add(c.name)
+        return cls(ports, gpus)
+
+    def by_others(self, name: str, port: int | None, devices: set[str]) -> bool:
+        """Whether a container other than `name` wants `port` or one of `devices`."""
+        if port is not None and self.ports.get(port, set()) - {name}:
+            return True
+        asked = {d for d, users in self.gpus.items() if users - {name}}
+        return bool(devices and asked and (devices & asked or "*" in devices or "*" in asked))
+
+
+def _frees(step: Step, wanted: _Wanted) -> bool:
     """Whether stopping this step's old container frees a GPU or port another container wants."""
     old = step.actual
     if old is None or step.action not in (Action.REMOVE, Action.RECREATE):
         return False
-    others = [c for c in desired.containers if c.name != step.name]
     held = _devices(old.gpus)
-    wanted = set().union(*(_devices(c.gpus) for c in others)) if others else set()
-    gpu_clash = bool(held and wanted and (held & wanted or "*" in held or "*" in wanted))
-    return gpu_clash or old.port in {c.port for c in others} or (step.action is Action.REMOVE and bool(held))
+    return wanted.by_others(step.name, old.port, held) or (step.action is Action.REMOVE and bool(held))
 
 
 def _phase(step: Step) -> int:
@@ -235,7 +257,8 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
                or c[0] == STACK and (c[1] == ("name",) or c[1][:1] == (have.component,))]
         steps.append(Step(Action.REMOVE, have.key, have.name, have.component,
                           tuple(why) or ("no longer in the spec",), None, have))
-    steps = [dataclasses.replace(s, stops_first=_frees(s, desired)) for s in steps]
+    wanted = _Wanted.of(desired)
+    steps = [dataclasses.replace(s, stops_first=_frees(s, wanted)) for s in steps]
     steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s), s.key))
     return Plan(steps=tuple(steps))
 

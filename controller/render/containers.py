@@ -137,15 +137,10 @@ def provider_container(stack: str, name: str, p: models.Provider, c: models.Cont
         mounts=tuple(_mount(v) for v in c.volumes),
         gpus=c.gpus if c.gpus in (None, "all") else tuple(c.gpus),  # type: ignore[arg-type]
         ipc=c.ipc, shm_size=c.shm_size, privileged=c.privileged, port=port,
-        health=Health(kind="http", url=f"http://{models.url_host(_probe_host(host))}:{port}{health}"),
+        health=Health(kind="http", url=f"http://{models.url_host(models.reachable_host(host))}:{port}{health}"),
         startup_timeout_s=c.startup_timeout_s or models.DEFAULT_STARTUP_TIMEOUT_S[p.type],
         placement=c.host,
     )
-
-
-def _probe_host(host: str) -> str:
-    """Where the controller probes a server that listens on `host` (on this machine)."""
-    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
 def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
@@ -161,7 +156,7 @@ def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
         env=dict(sorted(gw.env.items())),
         secret_env=tuple(sorted({gw.master_key_env, *gw.secret_env, *keys})),
         mounts=(Mount(kind="gateway-config", source="gateway", target=GATEWAY_CONFIG_DIR, read_only=True),),
-        port=port, health=Health(kind="http", url=f"http://{models.url_host(_probe_host(host))}:{port}/health/liveliness"),
+        port=port, health=Health(kind="http", url=f"http://{models.url_host(models.reachable_host(host))}:{port}/health/liveliness"),
         startup_timeout_s=gw.startup_timeout_s, config_digest=config_digest,
     )
 
@@ -175,7 +170,7 @@ def cache_container(spec: models.Spec) -> ContainerSpec | None:
     command = ("redis-server", "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no")
     return ContainerSpec(
         name=f"{spec.stack.name}-cache", component="cache", image=cache.image, command=command,
-        port=port, health=Health(kind="redis", url=f"redis://{models.url_host(_probe_host(host))}:{port}"),
+        port=port, health=Health(kind="redis", url=f"redis://{models.url_host(models.reachable_host(host))}:{port}"),
         startup_timeout_s=cache.startup_timeout_s,
     )
 

@@ -33,10 +33,9 @@ def _reachable(url: str | None) -> str | None:
     """A server listening on every address (0.0.0.0, ::) is reached on the loopback address."""
     if url is None:
         return None
-    host, port = models.address(url)
-    if host in ("0.0.0.0", "::"):
-        return url.replace(models.url_host(host), "127.0.0.1" if host == "0.0.0.0" else "[::1]", 1)
-    return url
+    host = models.address(url)[0]
+    near = models.reachable_host(host)
+    return url if near == host else url.replace(models.url_host(host), models.url_host(near), 1)
 
 
 def _params(provider: models.Provider, model: models.Model, weight: float | None) -> dict[str, Any]:

@@ -35,10 +35,6 @@ def ploc(name: str, *rest: Any) -> tuple[Any, ...]:
     return ("providers", name, *rest)
 
 
-def listen(url: str) -> tuple[str, int]:
-    return models.address(url)
-
-
 def flag(args: list[str], *names: str) -> Iterator[tuple[int, str]]:
     """(index, value) of each `--flag value` or `--flag=value` in args."""
     for i, arg in enumerate(args):

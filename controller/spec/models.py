@@ -98,6 +98,12 @@ def address(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or default
 
 
+def reachable_host(host: str) -> str:
+    """Where a server that listens on `host` is reached from this machine: a listen-all
+    address (0.0.0.0, ::) on loopback. Used for the gateway's api_base and for health probes."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 def url_host(host: str) -> str:
     """A host as it goes back into a URL: IPv6 addresses in brackets."""
     return f"[{host}]" if ":" in host else host

@@ -17,7 +17,7 @@ from typing import Any
 from controller.errors import Problem
 from controller.spec import catalog as catalog_mod
 from controller.spec import litellm_rules, models, safety
-from controller.spec.findings import Findings, containers, flag, listen, ploc
+from controller.spec.findings import Findings, containers, flag, ploc
 from controller.spec.load import MAPPINGS, PROVIDERS, STACK
 from controller.spec.safety import image_allowed
 
@@ -104,7 +104,7 @@ def _container_rules(name: str, p: models.Provider, c: models.Container, ctx: Fi
         return
     if p.base_url is None:
         return
-    host, port = listen(p.base_url)
+    host, port = models.address(p.base_url)
     if p.base_url.startswith("https://"):
         ctx.add(PROVIDERS, ploc(name, "base_url"), "a container the controller runs serves plain http",
                 f"write http://{host}:{port}")
@@ -342,17 +342,17 @@ def _ports(spec: models.Spec, cat: catalog_mod.Catalog, ctx: Findings) -> None:
     bound: dict[int, list[_Bound]] = {}
     for name, p, c in containers(spec):
         if p.status == "active" and p.base_url and p.type in models.LOCAL_TYPES:
-            bound.setdefault(listen(p.base_url)[1], []).append(
+            bound.setdefault(models.address(p.base_url)[1], []).append(
                 _Bound(PROVIDERS, ploc(name, "base_url"), name, c.host))
     gw = spec.stack.gateway
-    bound.setdefault(listen(gw.base_url)[1], []).append(
+    bound.setdefault(models.address(gw.base_url)[1], []).append(
         _Bound(STACK, ("gateway", "base_url"), "gateway", None))
     if spec.stack.cache is not None:
         port = models.address(spec.stack.cache.base_url)[1]
         bound.setdefault(port, []).append(_Bound(STACK, ("cache", "base_url"), "cache", None))
     for name, p in spec.providers.providers.items():
         if p.container is None and p.status == "active" and p.base_url:
-            host, port = listen(p.base_url)
+            host, port = models.address(p.base_url)
             owner = next((b.who for b in bound.get(port, []) if _is_loopback(host)), None)
             if owner is not None:
                 ctx.add(PROVIDERS, ploc(name, "base_url"),
@@ -398,7 +398,7 @@ def _several_hosts(spec: models.Spec, ctx: Findings) -> None:
     if len(hosts) < 2:
         return
     for name, p, c in containers(spec):
-        if p.status == "active" and c.host and p.base_url and _is_loopback(listen(p.base_url)[0]):
+        if p.status == "active" and c.host and p.base_url and _is_loopback(models.address(p.base_url)[0]):
             ctx.add(PROVIDERS, ploc(name, "base_url"),
                     f"containers run on several hosts ({', '.join(hosts)}); the gateway cannot reach `{name}` "
                     f"on {c.host} at a loopback address", f"use the address of {c.host} in base_url", subject=name)
