@@ -21,8 +21,8 @@ from controller.render import Desired
 def review(p: Plan, base: Desired | None, head: Desired, *,
            base_warnings: Sequence[Problem] = (), head_warnings: Sequence[Problem] = ()) -> Plan:
     """`p` with the review fields filled in; `base` is None when nothing ran before."""
-    old_names = set(base.routes) | set(base.aliases) if base else set()
-    new_names = set(head.routes) | set(head.aliases)
+    old_names = set(base.public_models) if base else set()
+    new_names = set(head.public_models)
     seen = {(w.file, w.subject, w.message) for w in base_warnings}
     fresh = tuple(sorted(w for w in head_warnings if (w.file, w.subject, w.message) not in seen))
     return dataclasses.replace(

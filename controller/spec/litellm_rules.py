@@ -17,24 +17,24 @@ from controller.spec import litellm_keys, models
 from controller.spec.findings import Findings
 from controller.spec.load import MAPPINGS, STACK
 
-CONTROLLER_ROUTER_KEYS = {
+# Keys the controller writes itself, with what to write instead. The mapping-derived ones
+# are refused in router_settings and litellm_settings alike (LiteLLM reads both).
+_FROM_MAPPINGS = {
     "model_list": "the controller writes it from providers.yaml and model-mappings.yaml",
     "fallbacks": "use fallback_chains in model-mappings.yaml",
     "default_fallbacks": "use the `default` entry of fallback_chains in model-mappings.yaml",
     "model_group_alias": "use capabilities in model-mappings.yaml",
-    "redis_host": "the controller wires the cache from stack.yaml `cache:`",
-    "redis_port": "the controller wires the cache from stack.yaml `cache:`",
-    "redis_url": "the controller wires the cache from stack.yaml `cache:`",
-    "redis_password": "the controller wires the cache from stack.yaml `cache:`",
+}
+CONTROLLER_ROUTER_KEYS = {
+    **_FROM_MAPPINGS,
+    **dict.fromkeys(("redis_host", "redis_port", "redis_url", "redis_password"),
+                    "the controller wires the cache from stack.yaml `cache:`"),
 }
 CONTROLLER_LITELLM_KEYS = {
+    **_FROM_MAPPINGS,
     "cache": "the controller turns the cache on when stack.yaml has `cache:`",
     "cache_params": "the controller writes it from stack.yaml `cache:`",
     "master_key": "the master key is read from the variable named by gateway.master_key_env",
-    "model_list": "the controller writes it from providers.yaml and model-mappings.yaml",
-    "fallbacks": "use fallback_chains in model-mappings.yaml",
-    "default_fallbacks": "use the `default` entry of fallback_chains in model-mappings.yaml",
-    "model_group_alias": "use capabilities in model-mappings.yaml",
 }
 # Router keys that belong to LiteLLM's general_settings, which the controller does not expose.
 GENERAL_SETTINGS_KEYS = {"health_check_interval", "health_check_concurrency", "background_health_checks"}
