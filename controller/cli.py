@@ -130,6 +130,14 @@ def _base(repo: Any, rev: str, subdir: str) -> tuple[str, Loaded | None, list[st
 def cmd_plan(args: argparse.Namespace) -> int:
     from controller.adapters import source
 
+    if args.live:
+        if not args.state_dir or args.base:
+            raise UsageError("plan --live needs --state-dir and takes no --base (the base is what runs)")
+        from controller import cli_ops
+        return cli_ops.cmd_plan_live(args)
+    if not args.base or not args.head:
+        raise UsageError("plan needs --base and --head (or --live --state-dir DIR to plan against what runs)")
+
     repo = source.open_repo(args.repo)
     head_rev = source.resolve(repo, args.head)
     head = _at(repo, head_rev, args.path)
@@ -184,6 +192,18 @@ def _plan_invalid(args: argparse.Namespace, head_rev: str, problems: list[Proble
 # --------------------------------------------------------------------------- wiring
 
 
+class UsageError(ControllerError):
+    """Arguments that parse but do not make sense together."""
+
+
+def _ops(name: str) -> Any:
+    """A command of controller.cli_ops, imported when run (docker and git load only then)."""
+    def run(args: argparse.Namespace) -> int:
+        from controller import cli_ops
+        return int(getattr(cli_ops, name)(args))
+    return run
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1, not argparse's 2: under `plan --detailed-exitcode` 2 means
     "changes", and a mistyped flag in CI must not read as success."""
@@ -228,13 +248,69 @@ def build_parser() -> argparse.ArgumentParser:
                        "create/recreate/remove/unchanged with the file and field that caused it, the "
                        "LiteLLM config diff, public models added/removed/re-routed, warnings and impact.")
     p.add_argument("--repo", required=True, help="path of the git repository (or any directory inside it)")
-    p.add_argument("--base", required=True, help=f"the revision running now, or `{EMPTY_BASE}` for an empty host")
-    p.add_argument("--head", required=True, help="the revision to apply")
+    p.add_argument("--base", help=f"the revision running now, or `{EMPTY_BASE}` for an empty host")
+    p.add_argument("--head", help="the revision to apply (with --live: default HEAD)")
     p.add_argument("--path", default="", help="the spec directory, relative to the repository's top (default: the top)")
+    p.add_argument("--live", action="store_true",
+                   help="plan against what runs now on this host's Docker engine instead of --base "
+                        "(needs --state-dir); also lists what would block the plan")
+    p.add_argument("--state-dir", help="with --live: the controller's state directory")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing changes, 2 when something does, 1 on error")
     p.set_defaults(func=cmd_plan)
+
+    def state_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", required=True,
+                       help="the controller's state directory: lock, revision record, history, gateway config")
+
+    def fmt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = add("apply", help="one reconcile pass: make the Docker engine run what a commit describes",
+            description="Load and check the spec at --rev, plan against what runs, and converge: stage and swap "
+            "the gateway config, recreate what diverged, gate every started container on its health. On failure, "
+            "go back to the last good commit and quarantine the failed one (not tried again until a newer commit "
+            "or `llm-gitops retry`). Exit 0 applied or nothing to do, 1 failed, blocked, invalid or quarantined.")
+    p.add_argument("--repo", required=True, help="the spec repository: a local path, or a URL (mirrored into the "
+                   "state dir)")
+    p.add_argument("--rev", default="HEAD", help="the revision to apply: a branch, tag or commit (default: HEAD)")
+    p.add_argument("--path", default="", help="the spec directory inside the repository (default: the top)")
+    state_dir(p)
+    p.add_argument("--host-name", help="this host's name: providers placed on other hosts (container.host) are left "
+                   "to their own controllers")
+    fmt(p)
+    p.set_defaults(func=_ops("cmd_apply"))
+
+    p = add("status", help="revisions, containers (state, health, revision, spec match) and drift",
+            description="What the state dir records and what runs now: last applied/good/attempted commits, "
+            "quarantined commits, each managed container with its state, health, revision and whether its spec "
+            "hash matches the applied commit, and drift.")
+    state_dir(p)
+    fmt(p)
+    p.set_defaults(func=_ops("cmd_status"))
+
+    p = add("history", help="the passes this state dir has run, oldest first",
+            description="One line per pass: when, which commit, outcome, duration and what happened.")
+    state_dir(p)
+    p.add_argument("--limit", type=int, default=50, help="show the last N passes (default: 50)")
+    fmt(p)
+    p.set_defaults(func=_ops("cmd_history"))
+
+    p = add("rollback", help="go back to an earlier good commit and stay there",
+            description="Apply --to REV (default: the good commit before the one applied now) and pin it: the "
+            "branch head is not applied again until a newer commit arrives or `llm-gitops retry`.")
+    state_dir(p)
+    p.add_argument("--to", help="the revision to go back to (default: the previous good commit)")
+    fmt(p)
+    p.set_defaults(func=_ops("cmd_rollback"))
+
+    p = add("retry", help="forget quarantined commits and any pin, and apply the branch head again",
+            description="Clears the quarantine and the rollback pin, then runs one pass on the recorded repo and "
+            "revision, as `apply` would.")
+    state_dir(p)
+    fmt(p)
+    p.set_defaults(func=_ops("cmd_retry"))
 
     p = add("schema", help="JSON Schema of the three spec files, for editors",
                        description="Print the JSON Schemas (or write them with --out) for "

@@ -80,3 +80,40 @@ class SpecInvalid(ControllerError):
 
 class SourceError(ControllerError):
     """A git repository, revision or path could not be read. The message names which."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One reason a pass cannot go on, about something running rather than a spec file:
+    a container, a port, an image, a commit. `subject` names it; `hint` says what to do."""
+
+    subject: str
+    message: str
+    hint: str = ""
+
+    def format(self) -> str:
+        return f"{self.subject}: {self.message}" + (f"\n    hint: {self.hint}" if self.hint else "")
+
+    def as_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, "message": self.message, "hint": self.hint}
+
+
+class FaultError(ControllerError):
+    """An error about something running; carries its Fault."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        super().__init__(fault.format())
+
+
+class EngineError(FaultError):
+    """The Docker engine refused or failed an operation (the adapter's only error)."""
+
+
+class HealthError(FaultError):
+    """A started container did not become healthy: it exited, or its health endpoint did not
+    answer well in time."""
+
+
+class StateError(FaultError):
+    """The state directory cannot be used: locked by another controller, unreadable, unwritable."""

@@ -1,6 +1,6 @@
 """What runs: the stack's managed containers as plain data (the `Actual` side of the plan).
 
-The Docker adapter will parse `docker inspect` output and our labels into these; the
+The Docker adapter parses the engine's container list and our labels into these; the
 offline plan of a pull request builds them from the base commit's Desired state, as if it
 had been applied (`controller.plan.actual_from`). Pure: no Docker here, and nothing from
 the layers above (ARCHITECTURE.md: observed imports only errors).
@@ -9,8 +9,25 @@ the layers above (ARCHITECTURE.md: observed imports only errors).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+# Labels on every container the controller creates (ARCHITECTURE.md "Ownership").
+LABEL = "llm-gitops"
+MANAGED_BY = f"{LABEL}.managed-by"
+STACK = f"{LABEL}.stack"
+COMPONENT = f"{LABEL}.component"
+PROVIDER = f"{LABEL}.provider"
+SPEC_HASH = f"{LABEL}.spec-hash"
+REVISION = f"{LABEL}.revision"
+NAME = f"{LABEL}.name"      # the name it was created with; differs once apply renamed it aside
+SPEC = f"{LABEL}.spec"      # the ContainerSpec as JSON (names of secrets, never their values)
+PASS = f"{LABEL}.pass"      # the pass that created it
+MANAGED_BY_US = "llm-gitops"
+
+# A replaced container is kept, stopped, under `<name><ASIDE><id12>` until its pass succeeds,
+# so that going back is a rename and a start, not a re-create.
+ASIDE = "--llm-gitops-old-"
 
 
 @dataclass(frozen=True)
@@ -23,3 +40,22 @@ class ObservedContainer:
     gpus: str | tuple[str, ...] | None = None   # what it holds: "all", device ids, or nothing
     port: int | None = None                     # the host port it listens on (host networking)
     spec: Mapping[str, Any] | None = None       # the spec it was created from, as plain data, when known
+    id: str = ""                                # engine id; empty in an offline plan
+    revision: str | None = None                 # commit that created it
+    original_name: str | None = None            # the name it was created with (label), if it was renamed aside
+    state: str = "running"                      # the engine's word: created, running, exited, restarting...
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def aside(self) -> bool:
+        """Renamed aside by an apply (kept for going back, or left by an interrupted pass)."""
+        return self.original_name is not None and self.original_name != self.name
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One look at the engine: our stack's containers, and the names of the desired
+    containers that exist without our labels (conflicts, never touched)."""
+
+    containers: tuple[ObservedContainer, ...]
+    foreign: Mapping[str, str] = field(default_factory=dict)   # name -> id of a container we do not own

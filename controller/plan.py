@@ -16,9 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.errors import Problem
+from controller.errors import Fault, Problem
 from controller.observed import ObservedContainer
 from controller.render import ContainerSpec, Desired
+from controller.render.containers import NOT_HASHED
 from controller.spec.load import MAPPINGS, PROVIDERS, STACK, is_informational, subject_of
 
 
@@ -26,6 +27,7 @@ class Action(str, enum.Enum):
     CREATE = "create"
     RECREATE = "recreate"
     START = "start"
+    RESTART = "restart"      # same container, restarted (the gateway, when its live config file drifted)
     REMOVE = "remove"
     UNCHANGED = "unchanged"
 
@@ -42,6 +44,9 @@ class Step:
     # Its old container holds a GPU or port that a new one needs: apply stops every such
     # container before it starts anything (two containers may swap ports or GPUs).
     stops_first: bool = False
+    # A container an earlier apply set aside (stopped, renamed) with exactly the desired spec:
+    # renamed back and started instead of created. This is how going back avoids a re-create.
+    reuse: ObservedContainer | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"action": self.action.value, "container": self.name, "component": self.component,
@@ -150,7 +155,7 @@ def _describe(change: SourceChange) -> str:
 
 def _field_reasons(old: Mapping[str, Any], new: ContainerSpec) -> list[str]:
     now = new.model_dump(mode="json")
-    names = [k for k in now if k != "spec_hash" and old.get(k) != now[k]]
+    names = [k for k in now if k not in NOT_HASHED and old.get(k) != now[k]]
     if names == ["config_digest"]:
         return ["rendered LiteLLM config changed"]
     return [f"rendered {k} changed" for k in names] or ["a secret it receives changed"]
@@ -231,25 +236,44 @@ def _phase(step: Step) -> int:
 
 
 def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
-         changes: Sequence[SourceChange] = ()) -> Plan:
+         changes: Sequence[SourceChange] = (), live_config_digest: str | None = None) -> Plan:
     """What to do so that `actual` becomes `desired`, and why.
 
     Containers are matched by name (`<stack>-<provider>`), so renaming the stack removes the
     old containers and creates new ones. `changes` (from `spec_changes`) explain each step by
     file and field; without them (live state only) the reasons are the rendered fields.
+    Containers set aside by an earlier apply are brought back when they match exactly and
+    removed otherwise. `live_config_digest`: the sha256 of the gateway's config file on disk,
+    when known; a file edited by hand restarts the gateway after the file is put back.
     """
-    by_name = {a.name: a for a in actual}
+    by_name = {a.name: a for a in actual if not a.aside}
+    aside: dict[str, list[ObservedContainer]] = {}
+    for a in actual:
+        if a.aside:
+            aside.setdefault(a.original_name or a.name, []).append(a)
     steps: list[Step] = []
     for spec in desired.containers:
         have = by_name.pop(spec.name, None)
-        if have is None:
-            steps.append(Step(Action.CREATE, spec.key, spec.name, spec.component, (_create_reason(spec, changes),), spec))
-        elif have.spec_hash != spec.spec_hash or _moves(have, spec):
-            steps.append(Step(Action.RECREATE, spec.key, spec.name, spec.component,
-                              _recreate_reasons(spec, have, changes), spec, have))
+        if have is None or have.spec_hash != spec.spec_hash or _moves(have, spec):
+            reuse = _reusable(aside.get(spec.name, []), spec)
+            if reuse is not None:
+                aside[spec.name].remove(reuse)
+            if have is None:
+                why = (_create_reason(spec, changes),)
+                steps.append(Step(Action.CREATE, spec.key, spec.name, spec.component, _kept(why, reuse), spec, None,
+                                  reuse=reuse))
+            else:
+                why = _recreate_reasons(spec, have, changes)
+                steps.append(Step(Action.RECREATE, spec.key, spec.name, spec.component, _kept(why, reuse), spec,
+                                  have, reuse=reuse))
         elif not have.running:
             steps.append(Step(Action.START, spec.key, spec.name, spec.component,
                               ("stopped, spec unchanged",), spec, have))
+        elif (spec.component == "gateway" and live_config_digest is not None
+              and live_config_digest != desired.config_digest):
+            steps.append(Step(Action.RESTART, spec.key, spec.name, spec.component,
+                              ("the live config file differs from the commit's (edited by hand?): "
+                               "it is put back and the gateway restarted",), spec, have))
         else:
             steps.append(Step(Action.UNCHANGED, spec.key, spec.name, spec.component, (), spec, have))
     for have in by_name.values():
@@ -257,13 +281,66 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
                or c[0] == STACK and (c[1] == ("name",) or c[1][:1] == (have.component,))]
         steps.append(Step(Action.REMOVE, have.key, have.name, have.component,
                           tuple(why) or ("no longer in the spec",), None, have))
+    for left in (a for group in aside.values() for a in group):
+        steps.append(Step(Action.REMOVE, left.key, left.name, left.component,
+                          (f"set aside by an earlier pass for {left.original_name}, no longer needed",), None, left))
     wanted = _Wanted.of(desired)
     steps = [dataclasses.replace(s, stops_first=_frees(s, wanted)) for s in steps]
-    steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s), s.key))
+    steps.sort(key=lambda s: (s.action is Action.UNCHANGED, _phase(s), s.key, s.name))
     return Plan(steps=tuple(steps))
+
+
+def _reusable(candidates: Sequence[ObservedContainer], spec: ContainerSpec) -> ObservedContainer | None:
+    for c in candidates:
+        if c.spec_hash == spec.spec_hash and not _moves(c, spec):
+            return c
+    return None
+
+
+def _kept(reasons: tuple[str, ...], reuse: ObservedContainer | None) -> tuple[str, ...]:
+    if reuse is None:
+        return reasons
+    return (*reasons, f"brings back the stopped container {reuse.name} (same spec): a start, not a create")
+
+
+def conflicts(desired: Desired, plan_: Plan, foreign: Mapping[str, str], busy_ports: Sequence[int]) -> list[Fault]:
+    """What stops a plan before it stops anything: a desired container name taken by a
+    container without our labels, and a port that a process or container the controller
+    does not own listens on. `busy_ports` are the ports found taken after discounting our
+    own running containers (the adapter probes them)."""
+    out: list[Fault] = []
+    for step in plan_.changes:
+        if step.desired is not None and step.name in foreign:
+            out.append(Fault(
+                f"container {step.name}",
+                f"a container named {step.name} ({foreign[step.name][:12]}) exists without llm-gitops labels; "
+                "llm-gitops never touches containers it does not own",
+                f"rename or remove it yourself (docker rm -f {step.name}) if it is yours to remove, "
+                "or rename the stack in stack.yaml"))
+    for port in sorted(set(busy_ports)):
+        users = sorted(c.name for c in desired.containers if c.port == port)
+        out.append(Fault(
+            f"port {port}",
+            f"port {port}, wanted by {', '.join(users)}, is held by a process or container llm-gitops does not manage",
+            f"find it with: ss -ltnp 'sport = :{port}'; stop it, or move {', '.join(users)} to another port"))
+    return out
 
 
 def _moves(have: ObservedContainer, spec: ContainerSpec) -> bool:
     """Placed on another host: it stops on one and cold-starts on the other, though the
     spec hash (which leaves placement out) is the same."""
     return have.spec is not None and have.spec.get("placement") != spec.placement
+
+
+def ports_to_probe(plan_: Plan, actual: Sequence[ObservedContainer]) -> list[tuple[str, int]]:
+    """(host, port) pairs that this plan starts something on and that none of our own
+    running containers holds: if one is taken, it is taken by someone else. Pure; the
+    adapter probes them before the plan stops anything."""
+    ours = {a.port for a in actual if a.running and a.port is not None}
+    out: dict[int, str] = {}
+    for step in plan_.changes:
+        spec = step.desired
+        if spec is None or step.action is Action.RESTART or spec.port in ours:
+            continue
+        out[spec.port] = spec.listen_host
+    return sorted((host, port) for port, host in out.items())

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "controller"
-PURE = ["errors.py", "spec", "render", "observed.py", "plan.py", "review.py", "report.py"]
+PURE = ["errors.py", "spec", "render", "observed.py", "plan.py", "review.py", "report.py", "record.py", "ports.py"]
+# The acting core: it keeps time (health gates) but reaches the world only through ports.
+ACTING = ["apply.py", "reconcile.py"]
+ACTING_FORBIDDEN = {"docker", "git", "watchfiles", "structlog", "subprocess", "socket", "sqlite3", "requests",
+                    "httpx", "urllib.request", "os", "pathlib", "logging", "shutil", "fcntl"}
+IO_LIBRARIES = {"docker", "git", "watchfiles", "structlog", "requests"}
 FORBIDDEN = {"docker", "git", "watchfiles", "structlog", "subprocess", "socket", "sqlite3", "requests",
              "httpx", "urllib.request", "time", "datetime", "random", "os", "pathlib", "logging", "shutil"}
 # which controller modules each pure module may import (itself and its own package aside)
@@ -21,6 +26,11 @@ ALLOWED = {
     "plan": {"controller.errors", "controller.spec", "controller.render", "controller.observed"},
     "review": {"controller.errors", "controller.render", "controller.plan"},
     "report": {"controller.errors", "controller.render", "controller.plan"},
+    "record": set(),
+    "ports": {"controller.observed", "controller.record", "controller.render"},
+    "apply": {"controller.errors", "controller.observed", "controller.plan", "controller.ports", "controller.render"},
+    "reconcile": {"controller.errors", "controller.apply", "controller.plan", "controller.ports", "controller.record",
+                  "controller.render", "controller.spec"},
 }
 
 
@@ -55,6 +65,23 @@ def test_pure_module_imports_only_lower_layers(path: Path) -> None:
     used = {n for n in _imports(path) if n.startswith("controller") and n != own and not n.startswith(own + ".")}
     bad = {n for n in used if not any(n == a or n.startswith(a + ".") for a in ALLOWED[layer])}
     assert not bad, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(bad)}; allowed: {sorted(ALLOWED[layer])}"
+
+
+ACTING_MODULES = [p for e in ACTING for p in _modules(e)]
+
+
+@pytest.mark.parametrize("path", ACTING_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_acting_core_reaches_the_world_only_through_ports(path: Path) -> None:
+    bad = {n for n in _imports(path) if any(n == f or n.startswith(f + ".") for f in ACTING_FORBIDDEN)}
+    assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}; use controller.ports instead"
+    test_pure_module_imports_only_lower_layers(path)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if "adapters" not in p.parts),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_adapters_import_io_libraries(path: Path) -> None:
+    bad = {n for n in _imports(path) if any(n == f or n.startswith(f + ".") for f in IO_LIBRARIES)}
+    assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}; only controller/adapters may"
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:

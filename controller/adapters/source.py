@@ -118,3 +118,26 @@ def read_commit(repo: git.Repo, rev: str, subdir: str = "", *, missing_ok: bool 
                               "not the file: commit the file itself")
         out[name] = decode(blob.data_stream.read(), f"commit {commit.hexsha[:12]}: {subdir + '/' if subdir else ''}{name}")
     return out
+
+
+def is_url(repo: str) -> bool:
+    return "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0])  # scheme://... or user@host:path
+
+
+def open_source(repo: str, state_dir: Path) -> git.Repo:
+    """`--repo PATH_OR_URL`: a local repository is read in place; a URL is mirrored into
+    `<state-dir>/source.git` (bare: no working tree, spec files are read at a commit) and
+    fetched on each call."""
+    if not is_url(repo):
+        return open_repo(repo)
+    mirror = state_dir / "source.git"
+    try:
+        if not mirror.exists():
+            return git.Repo.clone_from(repo, mirror, mirror=True)
+        r = git.Repo(mirror)
+        r.git.fetch("--prune", "origin")
+        return r
+    except git.exc.GitCommandError as exc:
+        detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [""]
+        raise SourceError(f"{repo}: cannot fetch ({detail[0].strip()}); check the URL and credentials. "
+                          "The running stack is not changed") from None

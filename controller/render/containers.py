@@ -59,6 +59,7 @@ class ContainerSpec(Frozen):
     shm_size: str | None = None
     privileged: bool = False
     port: int
+    listen_host: str = "127.0.0.1"  # the address it binds (host network); already in command or env
     health: Health
     startup_timeout_s: int
     placement: str | None = None  # only the controller started with --host-name <placement> runs it
@@ -73,7 +74,7 @@ class ContainerSpec(Frozen):
 
 # What the controller itself uses, never the container: changing it must not restart anything
 # (a vLLM restart is a cold start of minutes).
-NOT_HASHED = frozenset({"spec_hash", "health", "startup_timeout_s", "placement"})
+NOT_HASHED = frozenset({"spec_hash", "health", "startup_timeout_s", "placement", "listen_host"})
 
 
 def spec_hash(spec: ContainerSpec, secret_fingerprints: Mapping[str, str]) -> str:
@@ -136,7 +137,7 @@ def provider_container(stack: str, name: str, p: models.Provider, c: models.Cont
         command=tuple(args), env=dict(sorted(env.items())), secret_env=tuple(sorted(set(c.secret_env))),
         mounts=tuple(_mount(v) for v in c.volumes),
         gpus=c.gpus if c.gpus in (None, "all") else tuple(c.gpus),  # type: ignore[arg-type]
-        ipc=c.ipc, shm_size=c.shm_size, privileged=c.privileged, port=port,
+        ipc=c.ipc, shm_size=c.shm_size, privileged=c.privileged, port=port, listen_host=host,
         health=Health(kind="http", url=f"http://{models.url_host(models.reachable_host(host))}:{port}{health}"),
         startup_timeout_s=c.startup_timeout_s or models.DEFAULT_STARTUP_TIMEOUT_S[p.type],
         placement=c.host,
@@ -156,7 +157,8 @@ def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
         env=dict(sorted(gw.env.items())),
         secret_env=tuple(sorted({gw.master_key_env, *gw.secret_env, *keys})),
         mounts=(Mount(kind="gateway-config", source="gateway", target=GATEWAY_CONFIG_DIR, read_only=True),),
-        port=port, health=Health(kind="http", url=f"http://{models.url_host(models.reachable_host(host))}:{port}/health/liveliness"),
+        port=port, listen_host=host,
+        health=Health(kind="http", url=f"http://{models.url_host(models.reachable_host(host))}:{port}/health/liveliness"),
         startup_timeout_s=gw.startup_timeout_s, config_digest=config_digest,
     )
 
@@ -170,7 +172,7 @@ def cache_container(spec: models.Spec) -> ContainerSpec | None:
     command = ("redis-server", "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no")
     return ContainerSpec(
         name=f"{spec.stack.name}-cache", component="cache", image=cache.image, command=command,
-        port=port, health=Health(kind="redis", url=f"redis://{models.url_host(models.reachable_host(host))}:{port}"),
+        port=port, listen_host=host, health=Health(kind="redis", url=f"redis://{models.url_host(models.reachable_host(host))}:{port}"),
         startup_timeout_s=cache.startup_timeout_s,
     )
 

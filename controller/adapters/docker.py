@@ -1,0 +1,229 @@
+"""The Docker engine, behind `controller.ports.Runtime`: the only module that imports `docker`.
+
+Edge of the pipeline, both ends: it observes the stack's containers into plain data
+(`Observation`) and carries out what `apply` decides (create, start, stop, rename, remove).
+Every container it creates uses the host network (the spec's ports are host ports), restart
+policy `unless-stopped`, our labels, and secret values from the controller's environment.
+`docker.errors` and connection errors never leave this module: they become `EngineError`
+naming the container and what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from controller import observed as obs
+from controller.errors import EngineError, Fault
+from controller.ports import ContainerState
+from controller.render.containers import ContainerSpec
+
+STOP_TIMEOUT_S = 30  # vLLM frees GPU memory on SIGTERM; give it time before SIGKILL
+# On a host without NVIDIA's container toolkit (CI, the demo) GPU ids are still scheduled
+# exclusively by the plan, but no device request is sent: set this to 1 there.
+NO_GPU_REQUESTS_ENV = "LLM_GITOPS_NO_GPU_REQUESTS"
+
+T = TypeVar("T")
+
+
+def _engine(subject: Callable[..., str]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Translate what docker-py raises into EngineError about `subject(*args)`."""
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def inner(self: DockerRuntime, *args: Any, **kwargs: Any) -> T:
+            try:
+                return fn(self, *args, **kwargs)
+            except docker.errors.NotFound as exc:
+                raise EngineError(Fault(subject(self, *args), f"not found: {_explain(exc)}",
+                                        "it was removed outside llm-gitops; the next pass re-creates it")) from None
+            except docker.errors.APIError as exc:
+                raise EngineError(Fault(subject(self, *args), f"the engine refused: {_explain(exc)}",
+                                        _hint_for(_explain(exc)))) from None
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                raise EngineError(_unreachable(self.where, exc)) from None
+        return inner
+    return wrap
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc).strip()
+
+
+def _hint_for(message: str) -> str:
+    if "could not select device driver" in message:
+        return ("this engine cannot give containers GPUs: install the NVIDIA Container Toolkit, or on a host "
+                f"without GPUs set {NO_GPU_REQUESTS_ENV}=1")
+    if "No such image" in message or "pull access denied" in message:
+        return "build or load the image on this host (docker images); llm-gitops never pulls"
+    if "is already in use" in message:
+        return "another container has this name; llm-gitops does not remove containers it does not own"
+    return "see the engine's log (journalctl -u docker, or the dockerd log)"
+
+
+def _unreachable(where: str, exc: BaseException) -> Fault:
+    return Fault(f"docker engine {where}", f"does not answer ({type(exc).__name__}: {exc})".replace("\n", " "),
+                 "start it (make engine, or systemctl start docker) or set DOCKER_HOST; the stack was not changed "
+                 "by this call")
+
+
+class DockerRuntime:
+    """`Runtime` on a Docker engine. `environ` supplies secret values (the controller's own
+    environment by default); `gateway_dir` is the host directory the gateway mounts."""
+
+    def __init__(self, *, gateway_dir: Path, environ: Mapping[str, str] | None = None,
+                 client: docker.DockerClient | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.gateway_dir = gateway_dir
+        self.where = self.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        self.gpu_requests = self.environ.get(NO_GPU_REQUESTS_ENV, "") not in ("1", "true", "yes")
+        try:
+            self.client = client or docker.DockerClient.from_env(environment=self.environ, timeout=120)
+            self.api = self.client.api
+        except docker.errors.DockerException as exc:
+            raise EngineError(_unreachable(self.where, exc)) from None
+
+    # ------------------------------------------------------------------ observe
+
+    @_engine(lambda self, stack, names=(): f"docker engine {self.where}")
+    def observe(self, stack: str, names: Iterable[str] = ()) -> obs.Observation:
+        """One list call: the stack's managed containers, and any container without our
+        labels (or of another stack) that has one of `names`."""
+        wanted = set(names)
+        ours: list[obs.ObservedContainer] = []
+        foreign: dict[str, str] = {}
+        for summary in self.api.containers(all=True):
+            labels = summary.get("Labels") or {}
+            name = (summary.get("Names") or ["/"])[0].lstrip("/")
+            mine = labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US and labels.get(obs.STACK) == stack
+            if mine:
+                ours.append(parse(summary["Id"], name, summary.get("State", ""), labels))
+            elif name in wanted:
+                foreign[name] = summary["Id"]
+        return obs.Observation(containers=tuple(sorted(ours, key=lambda c: c.name)), foreign=foreign)
+
+    @_engine(lambda self, images: "docker images")
+    def missing_images(self, images: Iterable[str]) -> list[str]:
+        missing = []
+        for image in sorted(set(images)):
+            try:
+                self.api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                missing.append(image)
+        return missing
+
+    # ------------------------------------------------------------------ act
+
+    @_engine(lambda self, spec, **_: f"container {spec.name}")
+    def create(self, spec: ContainerSpec, *, stack: str, revision: str, pass_id: str) -> str:
+        missing = [name for name in spec.secret_env if name not in self.environ]
+        if missing:  # reconcile checks first; this keeps the adapter honest on its own
+            raise EngineError(Fault(f"container {spec.name}", f"secret(s) {', '.join(missing)} not set in the "
+                                    "controller's environment", "export them where llm-gitops runs"))
+        env = {**spec.env, **{name: self.environ[name] for name in spec.secret_env}}
+        host_config = self.api.create_host_config(
+            network_mode="host",
+            restart_policy={"Name": "unless-stopped"},
+            mounts=[self._mount(m) for m in spec.mounts],
+            device_requests=self._gpus(spec.gpus),
+            ipc_mode=spec.ipc,
+            shm_size=spec.shm_size,
+            privileged=spec.privileged,
+        )
+        created = self.api.create_container(
+            image=spec.image, command=list(spec.command) or None, name=spec.name, detach=True,
+            environment=env, labels=labels_for(spec, stack=stack, revision=revision, pass_id=pass_id),
+            host_config=host_config, stop_timeout=STOP_TIMEOUT_S,
+        )
+        return str(created["Id"])
+
+    def _mount(self, mount: Any) -> docker.types.Mount:
+        if mount.kind == "gateway-config":
+            return docker.types.Mount(mount.target, str(self.gateway_dir), type="bind", read_only=True)
+        return docker.types.Mount(mount.target, mount.source, type=mount.kind, read_only=mount.read_only)
+
+    def _gpus(self, gpus: str | tuple[str, ...] | None) -> list[docker.types.DeviceRequest] | None:
+        if gpus is None or not self.gpu_requests:
+            return None
+        if gpus == "all":
+            return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+
+    @_engine(lambda self, cid: f"container {cid[:12]}")
+    def start(self, container_id: str) -> None:
+        self.api.start(container_id)
+
+    @_engine(lambda self, cid: f"container {cid[:12]}")
+    def stop(self, container_id: str) -> None:
+        self.api.stop(container_id, timeout=STOP_TIMEOUT_S)
+
+    @_engine(lambda self, cid, name: f"container {cid[:12]}")
+    def rename(self, container_id: str, name: str) -> None:
+        self.api.rename(container_id, name)
+
+    @_engine(lambda self, cid: f"container {cid[:12]}")
+    def remove(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass  # already gone: what we wanted
+
+    @_engine(lambda self, cid: f"container {cid[:12]}")
+    def state(self, container_id: str) -> ContainerState:
+        try:
+            info = self.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return ContainerState(id=container_id, name="", status="missing", running=False)
+        st = info.get("State") or {}
+        return ContainerState(
+            id=info["Id"], name=info.get("Name", "").lstrip("/"), status=st.get("Status", ""),
+            running=bool(st.get("Running")) and not st.get("Restarting"), exit_code=st.get("ExitCode"),
+            restart_count=int(info.get("RestartCount") or 0), started_at=st.get("StartedAt", ""),
+            finished_at=st.get("FinishedAt", ""), error=st.get("Error", ""))
+
+    @_engine(lambda self, cid, tail=20: f"container {cid[:12]}")
+    def logs(self, container_id: str, tail: int = 20) -> str:
+        raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
+        return raw.decode("utf-8", "replace").rstrip()
+
+
+def labels_for(spec: ContainerSpec, *, stack: str, revision: str, pass_id: str) -> dict[str, str]:
+    """Our labels. The spec is stored whole (secret names only, never values) so that a live
+    plan can say which field changed; the spec hash is what decides."""
+    labels = {
+        obs.MANAGED_BY: obs.MANAGED_BY_US, obs.STACK: stack,
+        obs.COMPONENT: spec.component, obs.SPEC_HASH: spec.spec_hash, obs.REVISION: revision,
+        obs.NAME: spec.name, obs.PASS: pass_id,
+        obs.SPEC: json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
+    }
+    if spec.provider:
+        labels[obs.PROVIDER] = spec.provider
+    return labels
+
+
+def parse(container_id: str, name: str, state: str, labels: Mapping[str, str]) -> obs.ObservedContainer:
+    """Our labels -> ObservedContainer. A label that does not parse leaves `spec` unknown;
+    the spec hash alone still decides."""
+    try:
+        spec = json.loads(labels.get(obs.SPEC, ""))
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict):
+        spec = None
+    gpus = spec.get("gpus") if spec else None
+    component = labels.get(obs.COMPONENT, "provider")
+    return obs.ObservedContainer(
+        name=name, key=labels.get(obs.PROVIDER) or component, component=component,
+        spec_hash=labels.get(obs.SPEC_HASH, ""), running=state in ("running", "restarting"),
+        gpus=tuple(gpus) if isinstance(gpus, list) else gpus, port=spec.get("port") if spec else None,
+        spec=spec, id=container_id, revision=labels.get(obs.REVISION), original_name=labels.get(obs.NAME),
+        state=state, labels=dict(labels))

@@ -1,0 +1,31 @@
+"""Structured logs of a pass (structlog): readable lines on a terminal, JSON lines otherwise.
+
+Edge of the pipeline: `apply` and `reconcile` call an `emit(event, **fields)` function; this
+module makes one. Fields are container names, ids, commits, reasons: never env values.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from controller.apply import Emit
+
+
+def emitter(stream: TextIO | None = None, *, json: bool | None = None) -> Emit:
+    out = stream or sys.stderr
+    as_json = not out.isatty() if json is None else json
+    renderer: Any = (structlog.processors.JSONRenderer() if as_json
+                     else structlog.dev.ConsoleRenderer(colors=False, pad_event_to=16))
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="%H:%M:%S" if not as_json else "iso", utc=as_json),
+                    renderer])
+
+    def emit(event: str, **fields: Any) -> None:
+        logger.info(event, **fields)
+
+    return emit

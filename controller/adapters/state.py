@@ -1,0 +1,189 @@
+"""The state directory (`--state-dir`): lock, revision record, history, the gateway's config.
+
+Edge of the pipeline: `reconcile` reads and writes the record and history through this,
+and `apply` stages and swaps the gateway config here (`controller.ports.StateStore`,
+`GatewayConfig`). Layout:
+
+    lock                       flock'ed by the one controller using this directory
+    record.json                the revision record (atomic: temp file, fsync, rename)
+    history.jsonl              one JSON line per pass (fsynced appends; a torn last line is skipped)
+    secret.key                 HMAC key for secret fingerprints (0600)
+    gateway/config.yaml        the live LiteLLM config; the gateway mounts `gateway/` (0600)
+    gateway/.staging/          where the next config is written and checked before the swap
+
+A crash at any instant leaves every file either old or new, never half written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.errors import Fault, StateError
+from controller.record import Record
+
+RECORD = "record.json"
+HISTORY = "history.jsonl"
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StateDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).absolute()
+        self.gateway_dir = self.path / "gateway"
+        self._staged = self.gateway_dir / ".staging" / "config.yaml"
+        self._live = self.gateway_dir / "config.yaml"
+        try:
+            self.gateway_dir.mkdir(parents=True, exist_ok=True)
+            (self.gateway_dir / ".staging").mkdir(exist_ok=True)
+            os.chmod(self.path, 0o700)  # it holds the secret key and configs that may name secrets
+        except OSError as exc:
+            raise self._fault(f"cannot create or use it: {exc.strerror or exc}",
+                              "pass a --state-dir this user can write") from None
+
+    def _fault(self, message: str, hint: str = "") -> StateError:
+        return StateError(Fault(f"state dir {self.path}", message, hint))
+
+    # ------------------------------------------------------------------ lock
+
+    @contextlib.contextmanager
+    def locked(self, what: str) -> Iterator[None]:
+        """One controller per state dir. A second one fails at once, naming the first."""
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                raise self._fault(f"in use by another llm-gitops ({holder})",
+                                  "one controller per state dir: wait for it or stop it, or use another "
+                                  "--state-dir") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, {what}, since {now()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock; a SIGKILL'ed holder releases it too
+
+    # ------------------------------------------------------------------ record and history
+
+    def record(self) -> Record:
+        path = self.path / RECORD
+        try:
+            body = json.loads(path.read_text())
+        except FileNotFoundError:
+            return Record()
+        except (OSError, ValueError) as exc:
+            raise self._fault(f"{RECORD} is unreadable ({exc})",
+                              f"move {path} away to start from an empty record (the running stack is "
+                              "kept; the next pass re-plans from what runs)") from None
+        return Record.from_dict(body)
+
+    def save(self, record: Record) -> None:
+        write_atomic(self.path / RECORD, (json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n").encode())
+
+    def append_history(self, entry: Mapping[str, Any]) -> None:
+        line = json.dumps(dict(entry), sort_keys=True, separators=(",", ":")) + "\n"
+        fd = os.open(self.path / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def history(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.path / HISTORY).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line torn by a crash mid-append
+        return out
+
+    # ------------------------------------------------------------------ secrets
+
+    def fingerprints(self, names: set[str], environ: Mapping[str, str]) -> dict[str, str]:
+        """HMAC-SHA256 of each secret's value under a key kept here: a rotated secret changes
+        its containers' spec hashes, and the value itself is never hashed bare or stored."""
+        key_path = self.path / "secret.key"
+        try:
+            key = key_path.read_bytes()
+        except FileNotFoundError:
+            key = secrets.token_bytes(32)
+            write_atomic(key_path, key)
+        return {n: hmac.new(key, environ[n].encode(), hashlib.sha256).hexdigest()[:32]
+                for n in sorted(names) if n in environ}
+
+    # ------------------------------------------------------------------ the gateway's config
+
+    def live_digest(self) -> str:
+        try:
+            return hashlib.sha256(self._live.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return ""
+
+    def stage(self, text: str) -> None:
+        write_atomic(self._staged, text.encode())
+
+    def check_staged(self, expected: Mapping[str, Any], digest: str) -> None:
+        """The staged file is what was rendered, byte for byte, and parses back to it."""
+        data = self._staged.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise self._fault(f"staged {self._staged} does not match the rendered config (disk error?)",
+                              "check the disk; nothing was swapped")
+        try:
+            parsed = yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            raise self._fault(f"staged {self._staged} does not parse: {exc}", "report this: render made bad YAML") \
+                from None
+        if parsed != dict(expected):
+            raise self._fault(f"staged {self._staged} parses to something else than was rendered",
+                              "report this: a YAML round-trip bug")
+
+    def swap(self) -> None:
+        """os.replace into the directory the gateway mounts: it sees the old or the new file."""
+        os.replace(self._staged, self._live)
+        _fsync_dir(self.gateway_dir)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,198 @@
+"""Plan -> the engine: stage and swap the gateway config, stop, create, start, health-gate.
+
+The acting half of a pass (ARCHITECTURE.md step 5-7), written against `controller.ports`
+only. Order: stage and check the config first (nothing is touched if that fails); stop
+every container whose GPU or port another one needs (`Step.stops_first`); then the steps
+in plan order (cache, providers, gateway, orphans), swapping the config just before the
+gateway; each started container must pass its health gate before the next step. Replaced
+and removed containers are stopped and renamed aside, not removed, until the whole plan
+has succeeded: going back (`reconcile`) is then a rename and a start.
+
+Raises `ApplyFailed` with the fault and what was done; it never undoes anything itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.errors import ControllerError, EngineError, Fault, FaultError, HealthError
+from controller.observed import ASIDE, ObservedContainer
+from controller.plan import Action, Plan, Step
+from controller.ports import GatewayConfig, Prober, Runtime
+from controller.render import ContainerSpec, Desired
+
+Emit = Callable[..., None]   # emit(event, **fields): the caller's structured log
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A started container is healthy after `samples` good probes in a row, `interval_s`
+    apart; it fails at once when it exits, and at its `startup_timeout_s` otherwise."""
+
+    samples: int = 3
+    interval_s: float = 0.5
+    progress_every_s: float = 10.0
+
+
+@dataclass
+class Done:
+    """What an apply did, in order, for the history and for going back."""
+
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)   # ids renamed aside this pass
+    removed: list[str] = field(default_factory=list)
+    config_swapped: bool = False
+
+    def add(self, action: str, name: str, cid: str, **extra: Any) -> None:
+        self.actions.append({"action": action, "container": name, "id": cid[:12], **extra})
+
+
+class ApplyFailed(ControllerError):
+    def __init__(self, fault: Fault, done: Done, *, container_id: str | None = None,
+                 engine_down: bool = False) -> None:
+        self.fault, self.done, self.container_id, self.engine_down = fault, done, container_id, engine_down
+        super().__init__(fault.format())
+
+
+def aside_name(c: ObservedContainer) -> str:
+    return f"{c.name}{ASIDE}{c.id[:12]}"
+
+
+class Applier:
+    def __init__(self, *, runtime: Runtime, prober: Prober, config: GatewayConfig, emit: Emit,
+                 gate: Gate = Gate(), clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.runtime, self.prober, self.config, self.emit = runtime, prober, config, emit
+        self.gate_settings, self.clock, self.sleep = gate, clock, sleep
+
+    def apply(self, plan: Plan, desired: Desired, *, revision: str, pass_id: str,
+              verify_unchanged: bool = False) -> Done:
+        """Run `plan`. `verify_unchanged`: also check that each unchanged container answers its
+        health endpoint (one probe, then the full gate if it does not): after an interrupted
+        pass, a container created by it may still be starting."""
+        done = Done()
+        current: str | None = None
+        try:
+            swap = self.config.live_digest() != desired.config_digest
+            if swap:
+                self.config.stage(desired.config_text)
+                self.config.check_staged(desired.litellm_config, desired.config_digest)
+                self.emit("config_staged", digest=desired.config_digest[:12])
+            changes = plan.changes
+            for step in changes:
+                if step.stops_first and step.actual is not None:
+                    self._set_aside(step.actual, done, why="frees a GPU or port first")
+            for step in changes:
+                if step.action is Action.REMOVE:
+                    if step.actual is not None:
+                        self._set_aside(step.actual, done, why="removed")
+                    continue
+                spec = step.desired
+                assert spec is not None
+                if spec.component == "gateway" and swap:
+                    self._swap(done)
+                    swap = False
+                current = self._run(step, spec, done, stack=desired.stack, revision=revision, pass_id=pass_id)
+                self._gate(current, spec)
+                done.add("healthy", spec.name, current)
+                current = None
+            if swap:  # the gateway needed no restart, but its file was missing: put it back
+                self._swap(done)
+            if verify_unchanged:
+                for step in plan.steps:
+                    if step.action is Action.UNCHANGED and step.desired is not None and step.actual is not None:
+                        current = step.actual.id
+                        if not self.prober.healthy(step.desired.health)[0]:
+                            self._gate(current, step.desired)
+                        current = None
+            for cid in done.set_aside:
+                self.runtime.remove(cid)
+                done.removed.append(cid)
+            return done
+        except FaultError as exc:
+            raise ApplyFailed(exc.fault, done, container_id=current,
+                              engine_down=isinstance(exc, EngineError) and exc.fault.subject.startswith("docker engine")) \
+                from None
+
+    def _swap(self, done: Done) -> None:
+        self.config.swap()
+        done.config_swapped = True
+        self.emit("config_swapped")
+
+    def _run(self, step: Step, spec: ContainerSpec, done: Done, *, stack: str, revision: str, pass_id: str) -> str:
+        old = step.actual
+        if step.action in (Action.CREATE, Action.RECREATE):
+            if old is not None and old.id not in done.set_aside:
+                self._set_aside(old, done, why="replaced")
+            if step.reuse is not None:
+                cid = step.reuse.id
+                self.runtime.rename(cid, spec.name)
+                done.add("restored", spec.name, cid, revision=step.reuse.revision)
+            else:
+                cid = self.runtime.create(spec, stack=stack, revision=revision, pass_id=pass_id)
+                done.add("created", spec.name, cid, spec_hash=spec.spec_hash[:12])
+        else:
+            assert old is not None
+            cid = old.id
+            if step.action is Action.RESTART and old.running:
+                self.runtime.stop(cid)
+            done.add("started" if step.action is Action.START else "restarted", spec.name, cid)
+        self.emit("starting", container=spec.name, id=cid[:12], action=step.action.value,
+                  reasons=list(step.reasons))
+        self.runtime.start(cid)
+        return cid
+
+    def _set_aside(self, c: ObservedContainer, done: Done, *, why: str) -> None:
+        if c.id in done.set_aside:  # already stopped first, to free its GPU or port
+            return
+        if c.running:
+            self.runtime.stop(c.id)
+            done.add("stopped", c.name, c.id, why=why)
+            self.emit("stopped", container=c.name, id=c.id[:12], why=why)
+        if not c.aside:
+            self.runtime.rename(c.id, aside_name(c))
+        done.set_aside.append(c.id)
+
+    def _gate(self, cid: str, spec: ContainerSpec) -> None:
+        g = self.gate_settings
+        t0 = self.clock()
+        deadline = t0 + spec.startup_timeout_s
+        restarts = self.runtime.state(cid).restart_count
+        good, seen, next_note = 0, "", t0 + g.progress_every_s
+        while True:
+            st = self.runtime.state(cid)
+            if not st.running or st.restart_count > restarts:
+                # With restart policy unless-stopped the engine may already have restarted it, and
+                # then the exit status it reports is the new run's: say what is known.
+                how = (f"exited with status {st.exit_code}" if not st.running and st.status != "restarting"
+                       else f"crashed and the engine is restarting it (restart {st.restart_count})")
+                raise HealthError(Fault(
+                    f"container {spec.name}",
+                    f"{how} {self.clock() - t0:.1f} s after start, before it was healthy"
+                    + (f": {st.error}" if st.error else ""),
+                    _logs_hint(self.runtime.logs(cid))))
+            ok, seen = self.prober.healthy(spec.health)
+            good = good + 1 if ok else 0
+            if good >= g.samples:
+                self.emit("healthy", container=spec.name, seconds=round(self.clock() - t0, 1))
+                return
+            now = self.clock()
+            if now >= deadline:
+                raise HealthError(Fault(
+                    f"container {spec.name}",
+                    f"not healthy within its startup_timeout_s ({spec.startup_timeout_s} s): "
+                    f"{spec.health.url} answered {seen!r}",
+                    "if it is only slow, raise container.startup_timeout_s; " + _logs_hint(self.runtime.logs(cid))))
+            if now >= next_note:
+                self.emit("waiting", container=spec.name, seconds=round(now - t0), of=spec.startup_timeout_s,
+                          last=seen)
+                next_note = now + g.progress_every_s
+            self.sleep(g.interval_s)
+
+
+def _logs_hint(logs: str) -> str:
+    lines = logs.splitlines()[-12:]
+    return "its last log lines:\n" + "\n".join(f"      | {line}" for line in lines) if lines else "it logged nothing"

@@ -1,0 +1,262 @@
+"""The acting commands of `llm-gitops`: apply, plan --live, status, history, rollback, retry.
+
+Composition root for one pass (ARCHITECTURE.md): builds the adapters (git source, Docker
+runtime, probes, state dir, structured log) and hands them to `Reconciler`. `cli.py`
+declares the arguments and maps errors to exit codes; this module does the wiring and
+the printing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from controller import report
+from controller.apply import Applier
+from controller.errors import ControllerError, Fault, StateError
+from controller.reconcile import PassResult, Reconciler
+from controller.record import Record
+from controller.render import Desired, render
+from controller.review import review
+from controller.spec import Loaded, load_files
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@dataclasses.dataclass
+class Wiring:
+    reconciler: Reconciler
+    state: Any          # adapters.state.StateDir
+    repo: Any           # git.Repo
+    head: str           # the resolved commit of --rev
+
+
+def _wire(repo_arg: str, rev: str, subdir: str, state_dir: str, *, host_name: str | None = None,
+          log_json: bool | None = None) -> Wiring:
+    from controller.adapters import docker as docker_adapter
+    from controller.adapters import log, probe, source, state
+
+    st = state.StateDir(state_dir)
+    repo = source.open_source(repo_arg, st.path)
+    head = source.resolve(repo, rev)
+
+    def load(commit: str) -> Loaded:
+        return load_files(source.read_commit(repo, commit, subdir, missing_ok=True))
+
+    environ = dict(os.environ)
+    runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ)
+    prober = probe.NetProber()
+    emit = log.emitter(json=log_json)
+    reconciler = Reconciler(
+        runtime=runtime, prober=prober, store=st, config=st, load=load,
+        fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
+        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit), host_name=host_name)
+    return Wiring(reconciler, st, repo, head)
+
+
+def _remember_source(st: Any, repo: str, rev: str, path: str) -> None:
+    rec = st.record()
+    where = repo if "://" in repo or "@" in repo else str(Path(repo).absolute())
+    if (rec.repo, rec.rev, rec.path) != (where, rev, path):
+        st.save(dataclasses.replace(rec, repo=where, rev=rev, path=path))
+
+
+def _print_result(result: PassResult, fmt: str) -> int:
+    if fmt == "json":
+        _out(json.dumps(result.as_dict(), indent=2))
+    else:
+        _out(result.message)
+        for fault in result.faults:
+            _out("  " + fault.format().replace("\n", "\n  "))
+        if result.problems:
+            _out(report.problems_text(result.problems))
+    return 0 if result.ok else 1
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    w = _wire(args.repo, args.rev, args.path, args.state_dir, host_name=args.host_name)
+    with w.state.locked("apply"):
+        _remember_source(w.state, args.repo, args.rev, args.path)
+        return _print_result(w.reconciler.run(w.head), args.format)
+
+
+def _stored(state_dir: str) -> tuple[Any, Record]:
+    from controller.adapters import state
+    st = state.StateDir(state_dir)
+    rec = st.record()
+    if not rec.repo:
+        raise StateError(Fault(f"state dir {st.path}", "no pass has run with this state dir, so it does not know "
+                               "the repository", "run `llm-gitops apply --repo ... --state-dir ...` first"))
+    return st, rec
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    _, rec = _stored(args.state_dir)
+    w = _wire(rec.repo, rec.rev or "HEAD", rec.path, args.state_dir)
+    with w.state.locked("retry"):
+        return _print_result(w.reconciler.run(w.head, retry=True), args.format)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    _, rec = _stored(args.state_dir)
+    w = _wire(rec.repo, rec.rev or "HEAD", rec.path, args.state_dir)
+    from controller.adapters import source
+    if args.to:
+        target = source.resolve(w.repo, args.to)
+    else:
+        earlier = [c for c in rec.good_trail if c != rec.last_applied]
+        if not earlier:
+            raise StateError(Fault(f"state dir {w.state.path}", "no earlier good commit is recorded to go back to",
+                                   "name one: llm-gitops rollback --to REV"))
+        target = earlier[0]
+    with w.state.locked("rollback"):
+        result = w.reconciler.run(w.head, pin_to=target)
+        code = _print_result(result, args.format)
+    if result.ok and args.format == "text":
+        _out(f"Pinned to {target[:12]}: new commits on the branch will be applied again; "
+             "`llm-gitops retry` returns to the branch head now.")
+    return code
+
+
+def cmd_plan_live(args: argparse.Namespace) -> int:
+    """The plan against what runs now (read-only: no lock, nothing written but the HMAC key)."""
+    w = _wire(args.repo, args.head or "HEAD", args.path, args.state_dir)
+    loaded = w.reconciler.load(w.head)
+    if loaded.errors or loaded.spec is None:
+        _out(f"head commit {w.head[:12]}: spec is invalid; nothing would be applied\n"
+             + report.problems_text(loaded.problems))
+        return 1
+    desired = w.reconciler.render_desired(loaded)
+    rec = w.state.record()
+    the_plan, observation = w.reconciler.plan_live(desired)
+    base: Desired | None = None
+    if rec.last_applied:
+        old = w.reconciler.load(rec.last_applied)
+        base = render(old.spec) if old.spec is not None and not old.errors else None
+    blockers = w.reconciler.blockers(desired, the_plan, observation)
+    result = review(the_plan, base, desired, head_warnings=loaded.warnings)
+    result = dataclasses.replace(result, preface=tuple(f"blocked: {f.message}" for f in blockers))
+    label = f"live ({rec.last_applied[:12]})" if rec.last_applied else "live"
+    if args.format == "json":
+        body = json.loads(report.plan_json(result, base=label, head=w.head))
+        body["blockers"] = [f.as_dict() for f in blockers]
+        _out(json.dumps(body, indent=2))
+    elif args.format == "markdown":
+        _out(report.plan_markdown(result, desired, base=label, head=w.head))
+    else:
+        _out(report.plan_text(result, base=label, head=w.head))
+    if args.detailed_exitcode:
+        return 1 if blockers else 2 if result.has_changes else 0
+    return 1 if blockers else 0
+
+
+# --------------------------------------------------------------------------- status / history
+
+
+def status_of(state_dir: str) -> dict[str, Any]:
+    from controller.adapters import docker as docker_adapter
+    from controller.adapters import probe, state
+    from controller.render.containers import Health
+
+    st = state.StateDir(state_dir)
+    rec = st.record()
+    body: dict[str, Any] = {
+        "state_dir": str(st.path), "repo": rec.repo, "path": rec.path, "stack": rec.applied_stack,
+        "last_attempted": rec.last_attempted, "last_applied": rec.last_applied, "last_good": rec.last_good,
+        "pinned": rec.pinned, "quarantined": {c: dataclasses.asdict(q) for c, q in rec.quarantined.items()},
+        "containers": [], "drift": [], "engine": "ok",
+    }
+    last = st.history()[-1:] or [None]
+    body["last_pass"] = ({k: last[0][k] for k in ("commit", "outcome", "message", "started")}
+                         if last[0] else None)
+    if not rec.applied_stack:
+        return body
+    prober = probe.NetProber(timeout_s=1.0)
+    try:
+        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir)
+        seen = runtime.observe(rec.applied_stack).containers
+    except ControllerError as exc:
+        body["engine"] = str(exc)
+        return body
+    names = set()
+    for c in seen:
+        names.add(c.name)
+        health = "-"
+        if c.running and c.spec and isinstance(c.spec.get("health"), dict):
+            ok, what = prober.healthy(Health(**c.spec["health"]))
+            health = "ok" if ok else f"failing ({what})"
+        want = rec.applied_hashes.get(c.name)
+        matches = None if c.aside else want == c.spec_hash
+        body["containers"].append({
+            "name": c.name, "id": c.id[:12], "state": c.state, "health": health, "revision": c.revision,
+            "spec_hash": c.spec_hash[:12], "matches_applied": matches, "set_aside": c.aside})
+        if c.aside:
+            body["drift"].append(f"{c.name}: left aside by an interrupted pass (the next pass removes it)")
+        elif want is None:
+            body["drift"].append(f"{c.name}: not part of the applied commit")
+        elif want != c.spec_hash:
+            body["drift"].append(f"{c.name}: spec hash differs from the applied commit's (changed by hand?)")
+        elif not c.running:
+            body["drift"].append(f"{c.name}: {c.state} (stopped by hand?)")
+    for name in sorted(set(rec.applied_hashes) - names):
+        body["drift"].append(f"{name}: missing (removed by hand?)")
+    if rec.applied_config_digest and st.live_digest() != rec.applied_config_digest:
+        body["drift"].append("gateway config file differs from the applied commit's (edited by hand?)")
+    return body
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    body = status_of(args.state_dir)
+    if args.format == "json":
+        _out(json.dumps(body, indent=2))
+        return 0
+    short = lambda c: c[:12] if c else "-"  # noqa: E731
+    lines = [f"state dir       {body['state_dir']}",
+             f"repo            {body['repo'] or '-'}" + (f"  (path {body['path']})" if body['path'] else ""),
+             f"stack           {body['stack'] or '-'}",
+             f"last applied    {short(body['last_applied'])}",
+             f"last good       {short(body['last_good'])}",
+             f"last attempted  {short(body['last_attempted'])}"]
+    if body["pinned"]:
+        lines.append(f"pinned          {short(body['pinned'])}  (rollback; `llm-gitops retry` unpins)")
+    for commit, q in body["quarantined"].items():
+        lines.append(f"quarantined     {short(commit)}  since {q['at']}: {q['reason']}")
+    if body["last_pass"]:
+        lp = body["last_pass"]
+        lines.append(f"last pass       {lp['started']} {lp['outcome']}: {lp['message']}")
+    if body["engine"] != "ok":
+        lines.append(f"engine          {body['engine']}")
+    if body["containers"]:
+        lines.append("")
+        rows = [("CONTAINER", "STATE", "HEALTH", "REVISION", "SPEC")]
+        for c in body["containers"]:
+            spec = "set aside" if c["set_aside"] else "matches" if c["matches_applied"] else "DIFFERS"
+            rows.append((c["name"], c["state"], c["health"], short(c["revision"]), spec))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines += ["  ".join(v.ljust(widths[i]) if i < 4 else v for i, v in enumerate(r)).rstrip() for r in rows]
+    lines.append("")
+    lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"]))
+    _out("\n".join(lines))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from controller.adapters import state
+    entries = state.StateDir(args.state_dir).history()[-args.limit:]
+    if args.format == "json":
+        _out(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        _out("no passes yet")
+        return 0
+    for e in entries:
+        _out(f"{e.get('started', '?')}  {str(e.get('commit', ''))[:12]}  {e.get('outcome', '?'):<8} "
+             f"{e.get('duration_s', 0):>6.1f}s  {e.get('message', '')}")
+    return 0

@@ -1,0 +1,122 @@
+"""A pass against the real engine: create, no-op, and the fewest restarts for each change."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.lab import Lab, stub_provider
+
+pytestmark = pytest.mark.docker
+
+
+def test_first_pass_creates_everything_and_the_second_is_a_no_op(lab: Lab) -> None:
+    lab.with_cache()
+    commit = lab.commit("first")
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    assert f"{commit[:12]}: applied" in out
+    containers = lab.containers()
+    assert sorted(containers) == sorted(lab.cname(k) for k in ("alpha", "beta", "cache", "gateway"))
+    assert all(c["State"]["Running"] for c in containers.values())
+    # cache first, gateway last (ARCHITECTURE.md order), read from the engine's start times
+    started = sorted(containers, key=lambda n: containers[n]["State"]["StartedAt"])
+    assert started[0] == lab.cname("cache") and started[-1] == lab.cname("gateway")
+    for info in containers.values():
+        assert info["HostConfig"]["NetworkMode"] == "host"
+        assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        labels = info["Config"]["Labels"]
+        assert labels["llm-gitops.managed-by"] == "llm-gitops" and labels["llm-gitops.revision"] == commit
+    gateway = containers[lab.cname("gateway")]
+    assert [(m["Destination"], m["RW"]) for m in gateway["Mounts"]] == [("/etc/llm-gitops", False)]
+    assert (lab.state / "gateway" / "config.yaml").stat().st_mode & 0o777 == 0o600
+    history_before = lab.history()
+
+    code, out, _ = lab.apply()
+    assert code == 0 and "nothing to do" in out
+    again = lab.containers()
+    assert {n: (c["Id"], c["State"]["StartedAt"], c["RestartCount"]) for n, c in again.items()} == \
+           {n: (c["Id"], c["State"]["StartedAt"], c["RestartCount"]) for n, c in containers.items()}
+    assert lab.history() == history_before  # a no-op writes nothing
+
+
+def test_each_change_restarts_only_what_it_feeds(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+
+    # one provider's args: that container only
+    lab.providers["alpha"]["container"]["args"] = ["--seed", "7"]
+    lab.commit("alpha args")
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    now = lab.ids()
+    assert now[lab.cname("alpha")] != ids[lab.cname("alpha")]
+    assert {n: i for n, i in now.items() if n != lab.cname("alpha")} == \
+           {n: i for n, i in ids.items() if n != lab.cname("alpha")}
+    assert len(now) == 3  # the replaced container is gone, not left aside
+    ids = now
+
+    # a description: nothing restarts, and the commit is recorded as applied
+    lab.providers["beta"]["description"] = "now with a description"
+    commit = lab.commit("describe beta")
+    code, out, _ = lab.apply()
+    assert code == 0 and lab.ids() == ids
+    assert lab.status()["last_applied"] == commit
+
+    # a model mapping: the gateway only
+    lab.mappings["exact_matches"]["fast"] = {"provider": "beta", "backend_model": "m-beta"}
+    lab.commit("public name fast")
+    assert lab.apply()[0] == 0
+    now = lab.ids()
+    assert now[lab.cname("gateway")] != ids[lab.cname("gateway")]
+    assert now[lab.cname("alpha")] == ids[lab.cname("alpha")] and now[lab.cname("beta")] == ids[lab.cname("beta")]
+    assert "fast" in (lab.state / "gateway" / "config.yaml").read_text()
+    ids = now
+
+    # disabling a provider removes its container and nothing else restarts but the gateway
+    # (the gateway's config loses that provider's models)
+    lab.providers["beta"]["status"] = "disabled"
+    del lab.mappings["exact_matches"]["fast"]
+    lab.commit("disable beta")
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    now = lab.ids()
+    assert lab.cname("beta") not in now
+    assert now[lab.cname("alpha")] == ids[lab.cname("alpha")]
+    assert lab.status()["drift"] == []
+
+
+def test_a_stopped_container_with_the_same_spec_is_started_not_recreated(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    lab.engine.api.stop(ids[lab.cname("alpha")], timeout=5)
+    assert lab.status()["drift"] == [f"{lab.cname('alpha')}: exited (stopped by hand?)"]
+    code, out, _ = lab.apply()
+    assert code == 0, out
+    assert lab.ids() == ids and lab.containers()[lab.cname("alpha")]["State"]["Running"]
+    assert "1 started" in out
+
+
+def test_switching_the_active_vllm_on_one_gpu_stops_the_old_before_the_new_starts(lab: Lab) -> None:
+    lab.providers = {
+        "vllm-a": stub_provider(lab.ports["alpha"], "m-a", gpus=["0"]),
+        "vllm-b": {**stub_provider(lab.ports["beta"], "m-b", gpus=["0"]), "status": "disabled"},
+    }
+    lab.commit("a holds GPU 0")
+    assert lab.apply()[0] == 0
+    old_id = lab.ids()[lab.cname("vllm-a")]
+    t0 = int(time.time()) - 1
+    lab.providers["vllm-a"]["status"] = "disabled"
+    lab.providers["vllm-b"]["status"] = "active"
+    lab.commit("b takes GPU 0")
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    new_id = lab.ids()[lab.cname("vllm-b")]
+    events = lab.engine.api.events(since=t0, until=int(time.time()) + 1, decode=True,
+                                   filters={"type": "container", "label": f"llm-gitops.stack={lab.name}"})
+    order = [(e["status"], e["id"]) for e in events if e.get("status") in ("start", "die", "stop")]
+    assert order.index(("die", old_id)) < order.index(("start", new_id)), order
+    assert lab.cname("vllm-a") not in lab.ids()
