@@ -97,6 +97,7 @@ class Applier:
                     swap = False
                 current = self._run(step, spec, done, stack=desired.stack, revision=revision, pass_id=pass_id)
                 self._gate(current, spec)
+                self.runtime.keep_running(current)
                 done.add("healthy", spec.name, current)
                 current = None
             if swap:  # the gateway needed no restart, but its file was missing: put it back
@@ -107,6 +108,7 @@ class Applier:
                         current = step.actual.id
                         if not self.prober.healthy(step.desired.health)[0]:
                             self._gate(current, step.desired)
+                        self.runtime.keep_running(current)  # it may come from the interrupted pass
                         current = None
             for cid in done.set_aside:
                 self.runtime.remove(cid)

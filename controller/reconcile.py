@@ -152,9 +152,10 @@ class Reconciler:
         blockers = self.blockers(desired, the_plan, observation)
         if blockers:
             host_only = all(not f.subject.startswith("image ") for f in blockers)
-            msg = f"{commit[:12]}: blocked before anything was stopped: " + "; ".join(f.message for f in blockers)
+            msg = (f"{commit[:12]}: {'blocked' if host_only else 'failed'} before anything was stopped: "
+                   + "; ".join(f.message for f in blockers))
             res = PassResult(pass_id, commit, BLOCKED if host_only else FAILED, msg, steps=steps, faults=blockers)
-            return finish(res, rec if host_only else self._quarantine(rec, commit, msg.split(": ", 1)[1]))
+            return finish(res, rec if host_only else self._quarantine(rec, commit, "; ".join(f.message for f in blockers)))
 
         try:
             done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id,

@@ -3,7 +3,7 @@
 Edge of the pipeline, both ends: it observes the stack's containers into plain data
 (`Observation`) and carries out what `apply` decides (create, start, stop, rename, remove).
 Every container it creates uses the host network (the spec's ports are host ports), restart
-policy `unless-stopped`, our labels, and secret values from the controller's environment.
+policy `unless-stopped` once healthy, our labels, and secret values from the controller's environment.
 `docker.errors` and connection errors never leave this module: they become `EngineError`
 naming the container and what to do.
 """
@@ -132,7 +132,9 @@ class DockerRuntime:
         env = {**spec.env, **{name: self.environ[name] for name in spec.secret_env}}
         host_config = self.api.create_host_config(
             network_mode="host",
-            restart_policy={"Name": "unless-stopped"},
+            # "no" until it passes its health gate (`keep_running`): a crash on start then shows
+            # its real exit status, and a failed container does not crash-loop while we go back.
+            restart_policy={"Name": "no"},
             mounts=[self._mount(m) for m in spec.mounts],
             device_requests=self._gpus(spec.gpus),
             ipc_mode=spec.ipc,
@@ -157,6 +159,11 @@ class DockerRuntime:
         if gpus == "all":
             return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+
+    @_engine(lambda self, cid: f"container {cid[:12]}")
+    def keep_running(self, container_id: str) -> None:
+        """Restart policy unless-stopped: the engine brings it back after a crash or a reboot."""
+        self.api.update_container(container_id, restart_policy={"Name": "unless-stopped"})
 
     @_engine(lambda self, cid: f"container {cid[:12]}")
     def start(self, container_id: str) -> None:

@@ -1,0 +1,196 @@
+"""Bad commits and a hostile host, against the real engine: the last good stack keeps serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from engine.lab import Lab, stub_provider, wait_for
+
+pytestmark = pytest.mark.docker
+
+
+def _serving(lab: Lab) -> dict[str, str]:
+    """name -> spec hash of what runs; also proves each answers its health endpoint."""
+    import urllib.request
+    running = lab.running()
+    for key in ("alpha", "beta"):
+        url = f"http://127.0.0.1:{lab.ports[key]}/health"
+        if lab.cname(key) in running:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(url, timeout=5) as resp:
+                assert resp.status == 200
+    return running
+
+
+def _config_digest(lab: Lab) -> str:
+    return hashlib.sha256((lab.state / "gateway" / "config.yaml").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("breakage", ["never-healthy", "exits-on-start", "missing-image"])
+def test_a_failing_commit_rolls_back_is_quarantined_and_not_retried(lab: Lab, breakage: str) -> None:
+    good = lab.commit("good")
+    assert lab.apply()[0] == 0
+    before, ids, digest = _serving(lab), lab.ids(), _config_digest(lab)
+
+    container = lab.providers["alpha"]["container"]
+    container["args"] = ["--seed", "2"]  # alpha is replaced...
+    lab.mappings["exact_matches"]["quick"] = {"provider": "beta", "backend_model": "m-beta"}  # ...and the gateway
+    if breakage == "never-healthy":
+        container.update(env={"STUB_UNHEALTHY": "1"}, startup_timeout_s=3)
+    elif breakage == "exits-on-start":
+        container["env"] = {"STUB_EXIT_AFTER": "0"}
+    else:
+        container["image"] = "llm-gitops-test/no-such-image:1"
+    bad = lab.commit(breakage)
+    code, out, err = lab.apply()
+    assert code == 1, out
+    assert f"{bad[:12]}: failed" in out and lab.cname("alpha") in out
+    expected = {"never-healthy": "not healthy within", "exits-on-start": "exited with status 3",
+                "missing-image": "is not on this host"}[breakage]
+    assert expected in out
+    if breakage != "missing-image":
+        assert f"Rolled back to {good[:12]}" in out
+
+    # the previous containers run again, with their old spec hashes and the old config
+    assert _serving(lab) == before
+    assert _config_digest(lab) == digest
+    assert not [n for n in lab.containers() if "--llm-gitops-old-" in n]  # nothing left aside
+    if breakage == "missing-image":
+        assert lab.ids() == ids  # found before anything was stopped
+    status = lab.status()
+    assert status["last_applied"] == good and status["last_good"] == good
+    assert expected in status["quarantined"][bad]["reason"]
+    assert status["drift"] == []
+
+    # the next pass does not try it again
+    ids = lab.ids()
+    code, out, _ = lab.apply()
+    assert code == 1 and "quarantined" in out and "llm-gitops retry" in out
+    assert lab.ids() == ids
+    assert lab.history()[-1]["outcome"] == "failed"  # a skip writes no history
+
+
+def test_an_invalid_commit_changes_nothing(lab: Lab) -> None:
+    lab.commit("good")
+    assert lab.apply()[0] == 0
+    ids, digest = lab.ids(), _config_digest(lab)
+    lab.providers["alpha"]["base_url"] = "http://127.0.0.1:notaport"
+    bad = lab.commit("typo")
+    code, out, _ = lab.apply()
+    assert code == 1
+    assert f"{bad[:12]}: invalid spec" in out and "providers.yaml:" in out
+    assert lab.ids() == ids and _config_digest(lab) == digest
+    assert lab.status()["quarantined"][bad]["reason"].startswith("invalid spec")
+
+
+def test_a_port_held_by_a_foreign_listener_blocks_before_anything_stops(lab: Lab) -> None:
+    lab.commit("good")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    port = lab.ports["gamma"]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        lab.providers["alpha"]["container"]["args"] = ["--seed", "3"]  # would restart alpha...
+        lab.providers["gamma"] = stub_provider(port, "m-gamma")      # ...and needs a taken port
+        commit = lab.commit("gamma on a taken port")
+        code, out, _ = lab.apply()
+        assert code == 1
+        assert f"port {port}" in out and "does not manage" in out and f"ss -ltnp 'sport = :{port}'" in out
+        assert lab.ids() == ids  # nothing was stopped
+        assert commit not in lab.status()["quarantined"]  # the host's problem: tried again next pass
+    code, out, err = lab.apply()  # the listener is gone
+    assert code == 0, out + err
+    assert lab.cname("gamma") in lab.ids()
+
+
+def test_containers_without_our_labels_are_never_touched(lab: Lab) -> None:
+    bystander = lab.run_foreign(f"{lab.name}-bystander", lab.ports["cache"])
+    lab.providers["gamma"] = stub_provider(lab.ports["gamma"], "m-gamma")
+    lab.commit("gamma")
+    impostor = lab.run_foreign(lab.cname("gamma"), free_port_for_impostor())  # named like ours, not ours
+    code, out, _ = lab.apply()
+    assert code == 1
+    assert f"a container named {lab.cname('gamma')}" in out and "without llm-gitops labels" in out
+    assert lab.containers() == {}  # nothing was created either: it was found before anything ran
+    del lab.providers["gamma"]
+    lab.commit("no gamma")
+    assert lab.apply()[0] == 0
+    for cid in (bystander, impostor):
+        info = lab.engine.api.inspect_container(cid)
+        assert info["State"]["Running"] and info["RestartCount"] == 0
+    assert lab.engine.api.inspect_container(impostor)["Name"] == f"/{lab.cname('gamma')}"
+
+
+def free_port_for_impostor() -> int:
+    from engine.lab import free_port
+    return free_port()
+
+
+def test_a_controller_killed_mid_pass_is_repaired_by_the_next_pass(lab: Lab) -> None:
+    lab.commit("good")
+    assert lab.apply()[0] == 0
+    lab.providers["alpha"]["container"].update(env={"STUB_START_DELAY": "30"}, startup_timeout_s=60)
+    new = lab.commit("slow alpha")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(lab.repo.path),
+                             "--state-dir", str(lab.state)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # killed while the new alpha starts and the old one waits aside
+        wait_for(lambda: any("--llm-gitops-old-" in n for n in lab.containers()), timeout=30)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert any("--llm-gitops-old-" in n for n in lab.containers())
+
+    # the next pass: the new alpha is still coming up; the pass waits for it, removes the leftover
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    names = lab.containers()
+    assert not [n for n in names if "--llm-gitops-old-" in n]
+    assert lab.status()["last_applied"] == new and lab.status()["drift"] == []
+    assert all(i["State"]["Running"] for i in names.values())
+
+
+def test_a_secret_reaches_its_container_and_nothing_else(lab: Lab, monkeypatch: Any) -> None:
+    value = "canary-" + os.urandom(8).hex()
+    monkeypatch.setenv("ALPHA_TOKEN", value)
+    lab.providers["alpha"]["container"]["secret_env"] = ["ALPHA_TOKEN"]
+    lab.commit("alpha gets a token")
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    info = lab.containers()[lab.cname("alpha")]
+    assert f"ALPHA_TOKEN={value}" in info["Config"]["Env"]
+    # the process inside has it
+    exec_id = lab.engine.api.exec_create(info["Id"], ["python3", "-c", "import os; print(os.environ['ALPHA_TOKEN'])"])
+    assert lab.engine.api.exec_start(exec_id).decode().strip() == value
+
+    seen = out + err
+    for c in lab.containers().values():
+        seen += repr(c["Config"]["Labels"])
+    code, plan_out, _ = lab.cli("plan", "--live", "--repo", str(lab.repo.path), "--state-dir", str(lab.state),
+                                "--format", "json")
+    seen += plan_out + repr(lab.status()) + repr(lab.history())
+    for path in lab.state.rglob("*"):
+        if path.is_file():
+            seen += path.read_bytes().decode("utf-8", "replace")
+    assert value not in seen
+
+    # rotating the secret restarts its container, and only it
+    ids = lab.ids()
+    monkeypatch.setenv("ALPHA_TOKEN", value + "-rotated")
+    assert lab.apply()[0] == 0
+    now = lab.ids()
+    assert now[lab.cname("alpha")] != ids[lab.cname("alpha")]
+    assert now[lab.cname("beta")] == ids[lab.cname("beta")]
