@@ -6,13 +6,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv engine images test demo bench schema litellm-keys clean
+.PHONY: help venv engine images test demo demo-clean bench schema litellm-keys clean
 
 help:
 	@echo "make test          engine, images, install into $(VENV), and run the whole test suite"
 	@echo "make engine        make a Docker engine reachable (installs and starts one as root on Debian)"
 	@echo "make images        build the local test/demo images (stub, litellm, redis); skips those that exist"
-	@echo "make demo          validate config/example and show a real plan between two commits"
+	@echo "make demo          plan a change offline, then run config/demo on Docker with the real LiteLLM gateway"
+	@echo "make demo-clean    remove the demo's containers (by their llm-gitops labels) and .demo/"
 	@echo "make bench         benchmark the pure core (load + check + render + plan)"
 	@echo "make schema        regenerate schema/*.schema.json (editor schemas)"
 	@echo "make litellm-keys  regenerate controller/spec/litellm_keys.py from the pinned LiteLLM"
@@ -41,6 +42,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+# Only containers llm-gitops made for the demo stack: our labels, removed by id.
+demo-clean:
+	@ids=$$(docker ps -aq --filter label=llm-gitops.managed-by=llm-gitops --filter label=llm-gitops.stack=demo 2>/dev/null); \
+	  if [ -n "$$ids" ]; then docker rm -f $$ids >/dev/null && echo "removed the demo's containers"; fi
+	rm -rf .demo
 
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py

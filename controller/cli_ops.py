@@ -135,7 +135,7 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
         return 1
     desired = w.reconciler.render_desired(loaded)
     rec = w.state.record()
-    the_plan, observation = w.reconciler.plan_live(desired)
+    the_plan, observation = w.reconciler.plan_live(desired, w.reconciler.changes_since(rec.last_applied, loaded))
     base: Desired | None = None
     if rec.last_applied:
         old = w.reconciler.load(rec.last_applied)

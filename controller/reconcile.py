@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.apply import Applier, ApplyFailed, Done, Emit
 from controller.errors import EngineError, Fault, Problem
-from controller.plan import Plan, conflicts, plan, ports_to_probe, spec_changes
+from controller.observed import Observation
+from controller.plan import Plan, SourceChange, conflicts, plan, ports_to_probe, spec_changes
 from controller.ports import GatewayConfig, Prober, Runtime, StateStore
 from controller.record import Quarantine, Record
 from controller.render import Desired, render
@@ -131,12 +132,8 @@ class Reconciler:
                           self._quarantine(rec, commit, reason))
         desired = self.render_desired(loaded)
 
-        base_raw: Mapping[str, Any] = {}
-        if rec.last_applied and rec.last_applied != commit:
-            base = self.load(rec.last_applied)
-            base_raw = base.raw if not base.errors else {}
         try:
-            the_plan, observation = self.plan_live(desired, spec_changes(dict(base_raw), dict(loaded.raw)))
+            the_plan, observation = self.plan_live(desired, self.changes_since(rec.last_applied, loaded))
         except EngineError as exc:
             return finish(PassResult(pass_id, commit, FAILED, f"{exc.fault.format()}", faults=[exc.fault]), rec)
         steps = [s.as_dict() for s in the_plan.changes]
@@ -163,7 +160,7 @@ class Reconciler:
         except ApplyFailed as exc:
             return finish(*self._failed(rec, commit, pass_id, steps, exc))
         rec = self._applied(rec, commit, desired)
-        return finish(PassResult(pass_id, commit, APPLIED, f"{commit[:12]}: applied ({_summary(done)})",
+        return finish(PassResult(pass_id, commit, APPLIED, f"{commit[:12]}: applied: {_summary(the_plan, done)}",
                                  steps=steps, done=done.actions), rec)
 
     # ------------------------------------------------------------------ pieces
@@ -176,13 +173,20 @@ class Reconciler:
             names |= set(c.secret_env)
         return render(loaded.spec, secret_fingerprints=self.fingerprints(names), host_name=self.host_name)
 
-    def plan_live(self, desired: Desired, changes: Any = ()) -> tuple[Plan, Any]:
+    def changes_since(self, applied: str | None, loaded: Loaded) -> list[SourceChange]:
+        """The spec keys that differ from the applied commit's: the plan's reasons."""
+        if not applied:
+            return spec_changes({}, dict(loaded.raw))
+        base = self.load(applied)
+        return spec_changes(dict(base.raw) if not base.errors else {}, dict(loaded.raw))
+
+    def plan_live(self, desired: Desired, changes: Sequence[SourceChange] = ()) -> tuple[Plan, Observation]:
         observation = self.runtime.observe(desired.stack, [c.name for c in desired.containers])
         the_plan = plan(desired, observation.containers, changes=changes,
                         live_config_digest=self.config.live_digest())
         return the_plan, observation
 
-    def blockers(self, desired: Desired, the_plan: Plan, observation: Any) -> list[Fault]:
+    def blockers(self, desired: Desired, the_plan: Plan, observation: Observation) -> list[Fault]:
         busy = [port for host, port in ports_to_probe(the_plan, observation.containers)
                 if self.prober.port_taken(host, port)]
         out = conflicts(desired, the_plan, observation.foreign, busy)
@@ -252,17 +256,23 @@ class Reconciler:
             applied_config_digest=desired.config_digest)
 
 
-def _summary(done: Done) -> str:
-    counts: dict[str, int] = {}
-    for a in done.actions:
-        if a["action"] != "healthy":
-            counts[a["action"]] = counts.get(a["action"], 0) + 1
-    parts = [f"{n} {what}" for what, n in counts.items()]
-    if done.removed:
-        parts.append(f"{len(done.removed)} removed")
+PAST = {"create": "created", "recreate": "recreated", "start": "started", "restart": "restarted", "remove": "removed"}
+
+
+def _summary(the_plan: Plan, done: Done) -> str:
+    """`created demo-cache, demo-gateway; recreated demo-vllm; config swapped`."""
+    by_action: dict[str, list[str]] = {}
+    for step in the_plan.changes:
+        by_action.setdefault(PAST[step.action.value], []).append(step.name)
+    parts = [f"{verb} {_names(names)}" for verb, names in by_action.items()]
     if done.config_swapped:
         parts.append("config swapped")
-    return ", ".join(parts) or "nothing to do"
+    return "; ".join(parts) or "nothing to do"
+
+
+def _names(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _now() -> str:

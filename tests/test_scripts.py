@@ -16,7 +16,8 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 
 def test_demo_script_validates_commits_and_plans(tmp_path: Path) -> None:
-    env = {**os.environ, "DEMO_DIR": str(tmp_path), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    """The offline half; tests/engine/test_gateway.py runs the whole script on the engine."""
+    env = {**os.environ, "DEMO_DIR": str(tmp_path), "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "DEMO_OFFLINE": "1"}
     result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -97,7 +97,7 @@ def test_a_stopped_container_with_the_same_spec_is_started_not_recreated(lab: La
     code, out, _ = lab.apply()
     assert code == 0, out
     assert lab.ids() == ids and lab.containers()[lab.cname("alpha")]["State"]["Running"]
-    assert "1 started" in out
+    assert f"applied: started {lab.cname('alpha')}\n" in out
 
 
 def test_switching_the_active_vllm_on_one_gpu_stops_the_old_before_the_new_starts(lab: Lab) -> None:

@@ -1,0 +1,101 @@
+"""config/demo with the real LiteLLM proxy and Redis: `llm-gitops apply` brings it up and a chat
+completion through the gateway reaches a stub backend. (Issue 5 goes further: canary,
+fallbacks, the cache.) The stack name and ports are changed so the test never meets a demo
+the user is running."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
+from engine.lab import Lab, free_port
+
+pytestmark = pytest.mark.docker
+
+
+def _demo_files(lab: Lab) -> dict[str, str]:
+    files = {p.name: p.read_text() for p in (ROOT / "config" / "demo").glob("*.yaml")}
+    ports = {int(p) for text in files.values() for p in re.findall(r"127\.0\.0\.1:(\d+)", text)}
+    mapping = {p: free_port() for p in ports}
+    for name, text in files.items():
+        text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{mapping[int(m.group(1))]}", text)
+        files[name] = re.sub(r"(?m)^name: demo$", f"name: {lab.name}", text)
+    lab.ports["gateway"] = mapping[14000]
+    return files
+
+
+def _ask(lab: Lab, model: str, key: str | None) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    req = urllib.request.Request(f"http://127.0.0.1:{lab.ports['gateway']}/v1/chat/completions", data=body,
+                                 headers=headers)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"{}")
+        except ValueError:
+            return exc.code, {"raw": raw.decode("utf-8", "replace")[:500], "headers": dict(exc.headers)}
+
+
+def test_apply_brings_up_config_demo_with_the_real_gateway(lab: Lab) -> None:
+    commit = lab.repo.commit(_demo_files(lab), "the demo stack")
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    names = ", ".join(lab.cname(k) for k in ("cache", "llamacpp-tiny", "ollama-tiny", "vllm-tiny", "gateway"))
+    assert f"{commit[:12]}: applied: created {names}; config swapped" in out
+    images = {n: i["Config"]["Image"] for n, i in lab.containers().items()}
+    assert images[lab.cname("gateway")] == "llm-gitops-test/litellm:1.108.7"
+    assert images[lab.cname("cache")] == "llm-gitops-test/redis:1"
+
+    status, answer = _ask(lab, "qwen-tiny", lab.master_key)
+    assert status == 200
+    assert answer["choices"][0]["message"]["content"].startswith("stub demo/qwen-tiny on 127.0.0.1:")
+    status, answer = _ask(lab, "phi-mini", lab.master_key)
+    assert status == 200 and "stub phi-mini" in answer["choices"][0]["message"]["content"]
+    status, answer = _ask(lab, "qwen-tiny", None)
+    assert status == 401, answer  # the master key is required
+
+    code, out, _ = lab.apply()
+    assert code == 0 and "nothing to do" in out
+
+
+def test_make_demo_runs_end_to_end(lab: Lab, tmp_path: Any) -> None:
+    """scripts/demo.sh as `make demo` runs it, under this test's stack name and free ports."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    offset = next(o for o in range(20000, 40000, 97) if all(_free(p + o) for p in (14000, 16379, 18001, 18002, 18003)))
+    env = {**os.environ, "DEMO_DIR": str(tmp_path / "demo"), "DEMO_STACK": lab.name, "DEMO_PORT_OFFSET": str(offset),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("LITELLM_MASTER_KEY")  # the demo makes one
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert f"applied: created {lab.name}-cache, " in out and "; config swapped" in out
+    assert "answer: stub demo/qwen-tiny on 127.0.0.1:" in out
+    assert f"recreate  {lab.name}-vllm-tiny" in out and f"applied: recreated {lab.name}-vllm-tiny\n" in out
+    key = (tmp_path / "demo" / "master-key").read_text().strip()
+    assert len(key) > 40 and key not in out + result.stderr
+    assert (tmp_path / "demo" / "master-key").stat().st_mode & 0o777 == 0o600
+
+
+def _free(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

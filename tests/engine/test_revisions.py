@@ -1,0 +1,114 @@
+"""rollback, retry, the lock, the first failure, and plan --live, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from engine.lab import Lab, stub_provider
+
+pytestmark = pytest.mark.docker
+
+
+def test_rollback_pins_until_a_new_commit_and_retry_unpins(lab: Lab) -> None:
+    first = lab.commit("first")
+    assert lab.apply()[0] == 0
+    lab.providers["alpha"]["container"]["args"] = ["--seed", "5"]
+    lab.commit("second")
+    assert lab.apply()[0] == 0
+    second_hash = lab.running()[lab.cname("alpha")]
+
+    code, out, err = lab.cli("rollback", "--state-dir", str(lab.state))
+    assert code == 0, out + err
+    assert f"Pinned to {first[:12]}" in out
+    first_hash = lab.running()[lab.cname("alpha")]
+    assert first_hash != second_hash
+    status = lab.status()
+    assert status["pinned"] == first and status["last_applied"] == first
+
+    code, out, _ = lab.apply()  # the branch head has not moved: the pin holds
+    assert code == 0 and lab.running()[lab.cname("alpha")] == first_hash
+
+    code, out, _ = lab.cli("retry", "--state-dir", str(lab.state))  # back to the head
+    assert code == 0, out
+    assert lab.running()[lab.cname("alpha")] == second_hash and lab.status()["pinned"] is None
+
+    code, out, _ = lab.cli("rollback", "--state-dir", str(lab.state), "--to", first[:10])
+    assert code == 0 and lab.running()[lab.cname("alpha")] == first_hash
+    lab.providers["beta"]["description"] = "a newer commit ends the pin"
+    third = lab.commit("third")
+    assert lab.apply()[0] == 0
+    assert lab.running()[lab.cname("alpha")] == second_hash
+    assert lab.status()["pinned"] is None and lab.status()["last_applied"] == third
+
+
+def test_retry_tries_a_quarantined_commit_again(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    lab.providers["gamma"] = stub_provider(lab.ports["gamma"], "m-gamma", image="llm-gitops-test/later:1")
+    bad = lab.commit("needs an image that is not built yet")
+    assert lab.apply()[0] == 1
+    assert bad in lab.status()["quarantined"]
+    lab.engine.api.tag("llm-gitops-test/stub:1", "llm-gitops-test/later", "1")  # the operator builds it
+    try:
+        assert lab.apply()[0] == 1  # still quarantined
+        code, out, err = lab.cli("retry", "--state-dir", str(lab.state))
+        assert code == 0, out + err
+        assert lab.cname("gamma") in lab.running() and lab.status()["quarantined"] == {}
+    finally:
+        lab.cleanup()
+        lab.engine.api.remove_image("llm-gitops-test/later:1")
+
+
+def test_without_a_last_good_commit_a_failure_stops_nothing_else(lab: Lab) -> None:
+    lab.providers["beta"]["container"].update(env={"STUB_UNHEALTHY": "1"}, startup_timeout_s=2)
+    bad = lab.commit("broken from the start")
+    code, out, _ = lab.apply()
+    assert code == 1
+    assert "no last good commit" in out
+    states = {n: i["State"]["Status"] for n, i in lab.containers().items()}
+    # alpha (healthy, started before beta) keeps running; beta is stopped, not crash-looping
+    assert states[lab.cname("alpha")] == "running"
+    assert states[lab.cname("beta")] == "exited"
+    assert lab.cname("gateway") not in states  # never reached
+    status = lab.status()
+    assert status["last_good"] is None and bad in status["quarantined"]
+
+
+def test_a_second_controller_on_the_same_state_dir_exits_with_a_clear_message(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from controller.adapters.state import StateDir\n"
+        f"with StateDir({str(lab.state)!r}).locked('test holder'):\n"
+        "    print('locked', flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        code, out, err = lab.apply()
+        assert code == 1
+        assert "in use by another llm-gitops" in err and f"pid {holder.pid}" in err and "test holder" in err
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert lab.apply()[0] == 0  # a killed holder released it
+
+
+def test_plan_live_says_what_would_restart_and_why(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    lab.providers["alpha"]["container"]["args"] = ["--seed", "9"]
+    head = lab.commit("alpha args")
+    code, out, _ = lab.cli("plan", "--live", "--repo", str(lab.repo.path), "--state-dir", str(lab.state))
+    assert code == 0, out
+    assert "recreate  " + lab.cname("alpha") in out
+    assert "providers.yaml: alpha.container.args" in out
+    code, out, _ = lab.cli("plan", "--live", "--repo", str(lab.repo.path), "--state-dir", str(lab.state),
+                           "--format", "json", "--detailed-exitcode")
+    assert code == 2
+    body = json.loads(out)
+    assert body["head"] == head and [s["container"] for s in body["steps"] if s["action"] != "unchanged"] == \
+           [lab.cname("alpha")]
+    assert lab.history()[-1]["commit"] != head  # planning applies nothing

@@ -1,0 +1,246 @@
+"""The acting core in isolation: live planning (set-aside containers, drifted config, what
+blocks a plan), apply's ordering on a fake runtime, and the state directory's files.
+
+The same behaviours run against the real engine in tests/engine; these pin the logic down
+case by case, fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, read_spec_dir
+from controller.apply import Applier, ApplyFailed, Gate
+from controller.errors import StateError
+from controller.observed import ASIDE, Observation, ObservedContainer
+from controller.plan import Action, actual_from, conflicts, plan, ports_to_probe
+from controller.ports import ContainerState
+from controller.record import Quarantine, Record
+from controller.render import Desired, render
+from controller.spec import load_files
+
+
+def demo(**changes: Any) -> Desired:
+    files = read_spec_dir(ROOT / "config" / "demo")
+    for old, new in changes.items():
+        files["providers.yaml"] = files["providers.yaml"].replace(old, new)
+    loaded = load_files(files)
+    assert loaded.spec is not None and not loaded.errors, loaded.problems
+    return render(loaded.spec)
+
+
+def observed(desired: Desired, **over: Any) -> list[ObservedContainer]:
+    return [dataclasses.replace(c, id=f"{c.name}-id".ljust(64, "0"), **over) for c in actual_from(desired)]
+
+
+# --------------------------------------------------------------------------- live planning
+
+
+def test_a_set_aside_container_with_the_wanted_spec_is_brought_back_not_recreated() -> None:
+    old, new = demo(), demo(**{'"2048"]': '"2048", --seed, "1"]'})
+    running = {c.name: c for c in observed(new)}  # the new vLLM runs (a failed pass)...
+    vllm_old = next(c for c in observed(old) if c.key == "vllm-tiny")
+    aside = dataclasses.replace(vllm_old, name=f"{vllm_old.name}{ASIDE}abc", original_name=vllm_old.name,
+                                running=False)  # ...and the old one waits aside
+    steps = plan(old, [*running.values(), aside]).changes
+    assert [(s.action, s.name) for s in steps] == [(Action.RECREATE, "demo-vllm-tiny")]
+    assert steps[0].reuse == aside and "brings back the stopped container" in steps[0].reasons[-1]
+
+
+def test_a_set_aside_container_that_matches_nothing_is_removed_last() -> None:
+    desired = demo()
+    stale = dataclasses.replace(observed(desired)[1], name=f"demo-vllm-tiny{ASIDE}x", original_name="demo-vllm-tiny",
+                                spec_hash="0" * 64, running=False)
+    steps = plan(desired, [*observed(desired), stale]).changes
+    assert [(s.action, s.name) for s in steps] == [(Action.REMOVE, stale.name)]
+    assert "set aside by an earlier pass" in steps[0].reasons[0]
+
+
+def test_a_hand_edited_gateway_config_restarts_only_the_gateway() -> None:
+    desired = demo()
+    steps = plan(desired, observed(desired), live_config_digest="f" * 64).changes
+    assert [(s.action, s.name) for s in steps] == [(Action.RESTART, "demo-gateway")]
+    assert plan(desired, observed(desired), live_config_digest=desired.config_digest).changes == ()
+
+
+def test_what_blocks_a_plan_is_named_with_what_to_do() -> None:
+    desired = demo()
+    the_plan = plan(desired, [])
+    faults = conflicts(desired, the_plan, {"demo-cache": "c" * 64}, [18001])
+    assert [f.subject for f in faults] == ["container demo-cache", "port 18001"]
+    assert "without llm-gitops labels" in faults[0].message and "docker rm -f demo-cache" in faults[0].hint
+    assert "demo-vllm-tiny" in faults[1].message and "ss -ltnp 'sport = :18001'" in faults[1].hint
+
+
+def test_only_ports_that_none_of_our_running_containers_hold_are_probed() -> None:
+    desired = demo()
+    assert [p for _, p in ports_to_probe(plan(desired, []), [])] == [14000, 16379, 18001, 18002, 18003]
+    # vllm-tiny moves to a new port; everything else keeps running on its own
+    moved = demo(**{"127.0.0.1:18001": "127.0.0.1:18011"})
+    assert ports_to_probe(plan(moved, observed(desired)), observed(desired)) == [("127.0.0.1", 18011)]
+
+
+# --------------------------------------------------------------------------- apply on a fake runtime
+
+
+class FakeRuntime:
+    """Records calls; every container is healthy at once unless named in `crash`."""
+
+    def __init__(self, crash: set[str] = frozenset()) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.names: dict[str, str] = {}
+        self.crash = crash
+
+    def observe(self, stack: str, names: Any = ()) -> Observation:
+        raise AssertionError("apply does not observe")
+
+    def missing_images(self, images: Any) -> list[str]:
+        return []
+
+    def create(self, spec: Any, **_: Any) -> str:
+        cid = f"new-{spec.name}"
+        self.names[cid] = spec.name
+        self.calls.append(("create", spec.name))
+        return cid
+
+    def _name(self, cid: str) -> str:
+        return self.names.get(cid, cid.removesuffix("-id").rstrip("0").removesuffix("-id"))
+
+    def start(self, cid: str) -> None:
+        self.calls.append(("start", self._name(cid)))
+
+    def stop(self, cid: str) -> None:
+        self.calls.append(("stop", self._name(cid)))
+
+    def rename(self, cid: str, name: str) -> None:
+        self.calls.append(("rename", name))
+
+    def remove(self, cid: str) -> None:
+        self.calls.append(("remove", self._name(cid)))
+
+    def keep_running(self, cid: str) -> None:
+        pass
+
+    def state(self, cid: str) -> ContainerState:
+        crashed = self._name(cid) in self.crash
+        return ContainerState(id=cid, name="", status="exited" if crashed else "running", running=not crashed,
+                              exit_code=1 if crashed else None)
+
+    def logs(self, cid: str, tail: int = 20) -> str:
+        return "boom"
+
+
+class FakeProber:
+    def healthy(self, health: Any) -> tuple[bool, str]:
+        return True, "HTTP 200"
+
+    def port_taken(self, host: str, port: int) -> bool:
+        return False
+
+
+class FakeConfig:
+    def __init__(self) -> None:
+        self.digest, self.staged, self.events = "", "", []
+
+    def live_digest(self) -> str:
+        return self.digest
+
+    def stage(self, text: str) -> None:
+        self.staged = text
+        self.events.append("stage")
+
+    def check_staged(self, expected: Any, digest: str) -> None:
+        self.events.append("check")
+
+    def swap(self) -> None:
+        self.events.append("swap")
+
+
+def _applier(runtime: FakeRuntime, config: FakeConfig) -> Applier:
+    return Applier(runtime=runtime, prober=FakeProber(), config=config, emit=lambda *a, **k: None,
+                   gate=Gate(samples=1, interval_s=0), sleep=lambda s: None)
+
+
+def test_two_providers_swapping_ports_are_both_stopped_before_either_starts() -> None:
+    before = demo()
+    swapped = demo(**{"127.0.0.1:18001": "127.0.0.1:PORTX", "127.0.0.1:18002": "127.0.0.1:18001",
+                      "127.0.0.1:PORTX": "127.0.0.1:18002"})
+    the_plan = plan(swapped, observed(before))
+    runtime, config = FakeRuntime(), FakeConfig()
+    _applier(runtime, config).apply(the_plan, swapped, revision="r", pass_id="p")
+    swapping = {"demo-vllm-tiny", "demo-ollama-tiny"}
+    stops = [i for i, c in enumerate(runtime.calls) if c[0] == "stop" and c[1] in swapping]
+    starts = [i for i, c in enumerate(runtime.calls) if c[0] == "start"]
+    assert len(stops) == 2 and max(stops) < min(starts), runtime.calls
+    assert config.events == ["stage", "check", "swap"]  # the gateway's config changed too (api_base ports)
+
+
+def test_a_failed_start_stops_the_pass_there_and_says_what_was_done() -> None:
+    before, after = demo(), demo(**{'"2048"]': '"2048", --seed, "1"]'})
+    runtime, config = FakeRuntime(crash={"demo-vllm-tiny"}), FakeConfig()
+    config.digest = before.config_digest
+    with pytest.raises(ApplyFailed) as caught:
+        _applier(runtime, config).apply(plan(after, observed(before)), after, revision="r", pass_id="p")
+    assert caught.value.fault.subject == "container demo-vllm-tiny"
+    assert "exited with status 1" in caught.value.fault.message and "boom" in caught.value.fault.hint
+    assert caught.value.container_id == "new-demo-vllm-tiny"
+    assert [a["action"] for a in caught.value.done.actions] == ["stopped", "created"]
+    assert not [c for c in runtime.calls if c[0] == "remove"]  # the old one waits aside for the rollback
+
+
+# --------------------------------------------------------------------------- the state directory
+
+
+def test_state_files_are_private_and_survive_a_torn_history_line(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    st = StateDir(tmp_path / "state")
+    rec = Record(repo="/r", last_good="a" * 40, quarantined={"b" * 40: Quarantine("health", "2026-01-01T00:00:00Z")})
+    st.save(rec)
+    assert st.record() == rec
+    assert (st.path / "record.json").stat().st_mode & 0o777 == 0o600
+    assert st.path.stat().st_mode & 0o777 == 0o700
+    st.append_history({"pass": 1})
+    with open(st.path / "history.jsonl", "a") as f:
+        f.write('{"pass": 2, "outc')  # a crash in the middle of an append
+    assert st.history() == [{"pass": 1}]
+    st.stage("model_list: []\n")
+    st.check_staged({"model_list": []}, __import__("hashlib").sha256(b"model_list: []\n").hexdigest())
+    st.swap()
+    assert (st.gateway_dir / "config.yaml").stat().st_mode & 0o777 == 0o600
+    assert not list(st.path.rglob(".*.tmp"))
+
+
+def test_an_unreadable_record_names_the_file_and_what_to_do(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    st = StateDir(tmp_path)
+    (tmp_path / "record.json").write_text("{not json")
+    with pytest.raises(StateError) as caught:
+        st.record()
+    assert "record.json is unreadable" in str(caught.value) and "move" in caught.value.fault.hint
+
+
+def test_the_lock_admits_one_holder_and_names_it(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    with StateDir(tmp_path).locked("apply"):
+        with pytest.raises(StateError) as caught, StateDir(tmp_path).locked("second"):
+            pass
+        assert f"pid {os.getpid()}, apply" in str(caught.value)
+    with StateDir(tmp_path).locked("third"):
+        pass
+
+
+def test_secret_fingerprints_change_with_the_value_and_never_hold_it(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    st = StateDir(tmp_path)
+    one = st.fingerprints({"TOKEN"}, {"TOKEN": "hunter2"})
+    assert st.fingerprints({"TOKEN"}, {"TOKEN": "hunter2"}) == one
+    assert st.fingerprints({"TOKEN"}, {"TOKEN": "hunter3"}) != one
+    assert st.fingerprints({"TOKEN"}, {}) == {}
+    assert b"hunter2" not in b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert json.dumps(one).find("hunter2") == -1
