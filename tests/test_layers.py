@@ -29,7 +29,7 @@ ALLOWED = {
     "record": set(),
     "ports": {"controller.observed", "controller.record", "controller.render"},
     "apply": {"controller.errors", "controller.observed", "controller.plan", "controller.ports", "controller.render"},
-    "reconcile": {"controller.errors", "controller.apply", "controller.plan", "controller.ports", "controller.record",
+    "reconcile": {"controller.errors", "controller.apply", "controller.observed", "controller.plan", "controller.ports", "controller.record",
                   "controller.render", "controller.spec"},
 }
 

@@ -86,11 +86,16 @@ class DockerRuntime:
         self.gateway_dir = gateway_dir
         self.where = self.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         self.gpu_requests = self.environ.get(NO_GPU_REQUESTS_ENV, "") not in ("1", "true", "yes")
+        self._names: dict[str, str] = {}   # id -> name, so that errors name the container
         try:
             self.client = client or docker.DockerClient.from_env(environment=self.environ, timeout=120)
             self.api = self.client.api
         except docker.errors.DockerException as exc:
             raise EngineError(_unreachable(self.where, exc)) from None
+
+    def subject(self, container_id: str) -> str:
+        name = self._names.get(container_id)
+        return f"container {name} ({container_id[:12]})" if name else f"container {container_id[:12]}"
 
     # ------------------------------------------------------------------ observe
 
@@ -107,6 +112,7 @@ class DockerRuntime:
             mine = labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US and labels.get(obs.STACK) == stack
             if mine:
                 ours.append(parse(summary["Id"], name, summary.get("State", ""), labels))
+                self._names[summary["Id"]] = name
             elif name in wanted:
                 foreign[name] = summary["Id"]
         return obs.Observation(containers=tuple(sorted(ours, key=lambda c: c.name)), foreign=foreign)
@@ -146,6 +152,7 @@ class DockerRuntime:
             environment=env, labels=labels_for(spec, stack=stack, revision=revision, pass_id=pass_id),
             host_config=host_config, stop_timeout=STOP_TIMEOUT_S,
         )
+        self._names[created["Id"]] = spec.name
         return str(created["Id"])
 
     def _mount(self, mount: Any) -> docker.types.Mount:
@@ -160,31 +167,32 @@ class DockerRuntime:
             return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
 
-    @_engine(lambda self, cid: f"container {cid[:12]}")
+    @_engine(lambda self, cid: self.subject(cid))
     def keep_running(self, container_id: str) -> None:
         """Restart policy unless-stopped: the engine brings it back after a crash or a reboot."""
         self.api.update_container(container_id, restart_policy={"Name": "unless-stopped"})
 
-    @_engine(lambda self, cid: f"container {cid[:12]}")
+    @_engine(lambda self, cid: self.subject(cid))
     def start(self, container_id: str) -> None:
         self.api.start(container_id)
 
-    @_engine(lambda self, cid: f"container {cid[:12]}")
+    @_engine(lambda self, cid: self.subject(cid))
     def stop(self, container_id: str) -> None:
         self.api.stop(container_id, timeout=STOP_TIMEOUT_S)
 
-    @_engine(lambda self, cid, name: f"container {cid[:12]}")
+    @_engine(lambda self, cid, name: self.subject(cid))
     def rename(self, container_id: str, name: str) -> None:
         self.api.rename(container_id, name)
+        self._names[container_id] = name
 
-    @_engine(lambda self, cid: f"container {cid[:12]}")
+    @_engine(lambda self, cid: self.subject(cid))
     def remove(self, container_id: str) -> None:
         try:
             self.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass  # already gone: what we wanted
 
-    @_engine(lambda self, cid: f"container {cid[:12]}")
+    @_engine(lambda self, cid: self.subject(cid))
     def state(self, container_id: str) -> ContainerState:
         try:
             info = self.api.inspect_container(container_id)
@@ -197,7 +205,7 @@ class DockerRuntime:
             restart_count=int(info.get("RestartCount") or 0), started_at=st.get("StartedAt", ""),
             finished_at=st.get("FinishedAt", ""), error=st.get("Error", ""))
 
-    @_engine(lambda self, cid, tail=20: f"container {cid[:12]}")
+    @_engine(lambda self, cid, tail=20: self.subject(cid))
     def logs(self, container_id: str, tail: int = 20) -> str:
         raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
         return raw.decode("utf-8", "replace").rstrip()

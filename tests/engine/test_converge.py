@@ -120,3 +120,20 @@ def test_switching_the_active_vllm_on_one_gpu_stops_the_old_before_the_new_start
     order = [(e["status"], e["id"]) for e in events if e.get("status") in ("start", "die", "stop")]
     assert order.index(("die", old_id)) < order.index(("start", new_id)), order
     assert lab.cname("vllm-a") not in lab.ids()
+
+
+def test_gpus_become_a_device_request_or_a_clear_error(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLM_GITOPS_NO_GPU_REQUESTS")
+    lab.providers["alpha"]["container"]["gpus"] = ["0"]
+    lab.commit("alpha on GPU 0")
+    code, out, err = lab.apply()
+    if "nvidia" in (lab.engine.info().get("Runtimes") or {}):  # a GPU host: it gets the device
+        assert code == 0, out + err
+        requests = lab.containers()[lab.cname("alpha")]["HostConfig"]["DeviceRequests"]
+        assert requests[0]["DeviceIDs"] == ["0"] and requests[0]["Capabilities"] == [["gpu"]]
+    else:  # here: the engine cannot give GPUs, and the error says what to do
+        assert code == 1
+        assert f"container {lab.cname('alpha')}" in out and "could not select device driver" in out
+        assert "NVIDIA Container Toolkit" in out and "LLM_GITOPS_NO_GPU_REQUESTS=1" in out
+        requests = lab.containers()[lab.cname("alpha")]["HostConfig"]["DeviceRequests"]
+        assert requests[0]["DeviceIDs"] == ["0"] and requests[0]["Capabilities"] == [["gpu"]]
