@@ -184,6 +184,7 @@ def status_of(state_dir: str) -> dict[str, Any]:
         seen = runtime.observe(rec.applied_stack).containers
     except ControllerError as exc:
         body["engine"] = str(exc)
+        body["drift"] = None  # unknown: nothing could be observed
         return body
     names = set()
     for c in seen:
@@ -242,7 +243,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines += ["  ".join(v.ljust(widths[i]) if i < 4 else v for i, v in enumerate(r)).rstrip() for r in rows]
     lines.append("")
-    lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"]))
+    if body["drift"] is None:
+        lines.append("drift: unknown (the engine does not answer)")
+    else:
+        lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"]))
     _out("\n".join(lines))
     return 0
 

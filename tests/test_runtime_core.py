@@ -244,3 +244,22 @@ def test_secret_fingerprints_change_with_the_value_and_never_hold_it(tmp_path: P
     assert st.fingerprints({"TOKEN"}, {}) == {}
     assert b"hunter2" not in b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert json.dumps(one).find("hunter2") == -1
+
+
+def test_a_dead_engine_is_reported_and_nothing_is_recorded_as_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import GitRepo
+    from controller.cli import main
+    (tmp_path / "repo").mkdir()
+    repo = GitRepo(tmp_path / "repo")
+    commit = repo.commit(read_spec_dir(ROOT / "config" / "demo"))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-test-not-used")
+    code = main(["apply", "--repo", str(repo.path), "--state-dir", str(tmp_path / "state")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"docker engine unix://{tmp_path}/no-engine.sock: does not answer" in err
+    assert "make engine" in err and "Traceback" not in err
+    from controller.adapters.state import StateDir
+    record = StateDir(tmp_path / "state").record()
+    assert record.quarantined == {} and record.last_applied is None and commit not in repr(record)
