@@ -24,7 +24,7 @@ from controller.plan import Action, Plan, Step
 from controller.ports import GatewayConfig, Prober, Runtime
 from controller.render import ContainerSpec, Desired
 
-Emit = Callable[..., None]   # emit(event, **fields): the caller's structured log
+Emit = Callable[..., None]   # emit(event, level="info", **fields): the caller's structured log
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,10 @@ class Applier:
                 spec = step.desired
                 assert spec is not None
                 if spec.component == "gateway" and swap:
+                    if step.action is Action.RESTART:  # the live file was edited by hand: keep the edit
+                        kept = self.config.keep_live_copy()
+                        done.add("kept", spec.name, "", copy=kept)
+                        self.emit("config_edit_kept", level="warning", path=kept)
                     self._swap(done)
                     swap = False
                 current = self._run(step, spec, done, stack=desired.stack, revision=revision, pass_id=pass_id)
@@ -110,14 +114,26 @@ class Applier:
                             self._gate(current, step.desired)
                         self.runtime.keep_running(current)  # it may come from the interrupted pass
                         current = None
-            for cid in done.set_aside:
-                self.runtime.remove(cid)
-                done.removed.append(cid)
-            return done
         except FaultError as exc:
             raise ApplyFailed(exc.fault, done, container_id=current,
                               engine_down=isinstance(exc, EngineError) and exc.fault.subject.startswith("docker engine")) \
                 from None
+        except Exception as exc:  # a bug or an unexpected OSError: still go back, and say what broke
+            raise ApplyFailed(Fault("pass", f"unexpected {type(exc).__name__}: {exc}",
+                                    "this is a bug in llm-gitops; please report it with `llm-gitops history`"),
+                              done, container_id=current) from exc
+        self._clean_up(done)
+        return done
+
+    def _clean_up(self, done: Done) -> None:
+        """Remove what was set aside. Best effort: the pass has succeeded, and a container
+        that could not be removed now is removed by the next pass (it is set aside)."""
+        for cid in done.set_aside:
+            try:
+                self.runtime.remove(cid)
+                done.removed.append(cid)
+            except FaultError as exc:
+                self.emit("cleanup_failed", level="warning", id=cid[:12], error=exc.fault.message)
 
     def _swap(self, done: Done) -> None:
         self.config.swap()
@@ -158,6 +174,12 @@ class Applier:
             self.runtime.rename(c.id, aside_name(c))
         done.set_aside.append(c.id)
 
+    def _logs(self, cid: str) -> str:
+        try:
+            return self.runtime.logs(cid, tail=40)
+        except FaultError:
+            return ""
+
     def _gate(self, cid: str, spec: ContainerSpec) -> None:
         g = self.gate_settings
         t0 = self.clock()
@@ -175,7 +197,7 @@ class Applier:
                     f"container {spec.name}",
                     f"{how} {self.clock() - t0:.1f} s after start, before it was healthy"
                     + (f": {st.error}" if st.error else ""),
-                    _logs_hint(self.runtime.logs(cid))))
+                    _logs_hint(self._logs(cid))))
             ok, seen = self.prober.healthy(spec.health)
             good = good + 1 if ok else 0
             if good >= g.samples:
@@ -187,7 +209,7 @@ class Applier:
                     f"container {spec.name}",
                     f"not healthy within its startup_timeout_s ({spec.startup_timeout_s} s): "
                     f"{spec.health.url} answered {seen!r}",
-                    "if it is only slow, raise container.startup_timeout_s; " + _logs_hint(self.runtime.logs(cid))))
+                    "if it is only slow, raise container.startup_timeout_s; " + _logs_hint(self._logs(cid))))
             if now >= next_note:
                 self.emit("waiting", container=spec.name, seconds=round(now - t0), of=spec.startup_timeout_s,
                           last=seen)
@@ -196,5 +218,12 @@ class Applier:
 
 
 def _logs_hint(logs: str) -> str:
-    lines = logs.splitlines()[-12:]
-    return "its last log lines:\n" + "\n".join(f"      | {line}" for line in lines) if lines else "it logged nothing"
+    """The last log lines, runs of the same line folded into one (`x 10`)."""
+    folded: list[list[Any]] = []
+    for line in logs.splitlines():
+        if folded and folded[-1][0] == line:
+            folded[-1][1] += 1
+        else:
+            folded.append([line, 1])
+    shown = [f"      | {line}" + (f"   (x {n})" if n > 1 else "") for line, n in folded[-12:]]
+    return "its last log lines:\n" + "\n".join(shown) if shown else "it logged nothing"

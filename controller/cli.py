@@ -192,6 +192,16 @@ def _plan_invalid(args: argparse.Namespace, head_rev: str, problems: list[Proble
 # --------------------------------------------------------------------------- wiring
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 class UsageError(ControllerError):
     """Arguments that parse but do not make sense together."""
 
@@ -255,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plan against what runs now on this host's Docker engine instead of --base "
                         "(needs --state-dir); also lists what would block the plan")
     p.add_argument("--state-dir", help="with --live: the controller's state directory")
+    p.add_argument("--host-name", help="with --live: this host's name (default: the one apply was given)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing changes, 2 when something does, 1 on error")
@@ -291,9 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_ops("cmd_status"))
 
     p = add("history", help="the passes this state dir has run, oldest first",
-            description="One line per pass: when, which commit, outcome, duration and what happened.")
+            description="One line per pass that changed, tried or refused something: when, which commit, outcome, "
+            "duration and what happened. A pass with nothing to do writes nothing.")
     state_dir(p)
-    p.add_argument("--limit", type=int, default=50, help="show the last N passes (default: 50)")
+    p.add_argument("--limit", type=_positive, default=50, help="show the last N passes (default: 50)")
     fmt(p)
     p.set_defaults(func=_ops("cmd_history"))
 
@@ -302,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
             "branch head is not applied again until a newer commit arrives or `llm-gitops retry`.")
     state_dir(p)
     p.add_argument("--to", help="the revision to go back to (default: the previous good commit)")
+    p.add_argument("--force", action="store_true",
+                   help="apply --to even if it is not a commit this state dir applied successfully")
     fmt(p)
     p.set_defaults(func=_ops("cmd_rollback"))
 

@@ -33,46 +33,50 @@ def _out(text: str) -> None:
 @dataclasses.dataclass
 class Wiring:
     reconciler: Reconciler
-    state: Any          # adapters.state.StateDir
     repo: Any           # git.Repo
     head: str           # the resolved commit of --rev
 
 
-def _wire(repo_arg: str, rev: str, subdir: str, state_dir: str, *, host_name: str | None = None,
-          log_json: bool | None = None) -> Wiring:
-    from controller.adapters import docker as docker_adapter
-    from controller.adapters import log, probe, source, state
+def _state(state_dir: str, *, create: bool = True) -> Any:
+    from controller.adapters import state
+    return state.StateDir(state_dir, create=create)
 
-    st = state.StateDir(state_dir)
+
+def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | None = None) -> Wiring:
+    """The adapters for a pass. Call it holding the state dir's lock: a URL is fetched into it."""
+    from controller.adapters import docker as docker_adapter
+    from controller.adapters import log, probe, source
+
     repo = source.open_source(repo_arg, st.path)
     head = source.resolve(repo, rev)
 
     def load(commit: str) -> Loaded:
-        return load_files(source.read_commit(repo, commit, subdir, missing_ok=True))
+        return load_files(source.read_commit(repo, commit, subdir))
 
     environ = dict(os.environ)
     runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ)
     prober = probe.NetProber()
-    emit = log.emitter(json=log_json)
+    emit = log.emitter()
     reconciler = Reconciler(
         runtime=runtime, prober=prober, store=st, config=st, load=load,
         fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
         applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit), host_name=host_name)
-    return Wiring(reconciler, st, repo, head)
+    return Wiring(reconciler, repo, head)
 
 
-def _remember_source(st: Any, repo: str, rev: str, path: str) -> None:
+def _remember_source(st: Any, repo: str, rev: str, path: str, host_name: str | None) -> None:
+    from controller.adapters import source
     rec = st.record()
-    where = repo if "://" in repo or "@" in repo else str(Path(repo).absolute())
-    if (rec.repo, rec.rev, rec.path) != (where, rev, path):
-        st.save(dataclasses.replace(rec, repo=where, rev=rev, path=path))
+    where = repo if source.is_url(repo) else str(Path(repo).resolve())
+    if (rec.repo, rec.rev, rec.path, rec.host_name) != (where, rev, path, host_name):
+        st.save(dataclasses.replace(rec, repo=where, rev=rev, path=path, host_name=host_name))
 
 
 def _print_result(result: PassResult, fmt: str) -> int:
     if fmt == "json":
         _out(json.dumps(result.as_dict(), indent=2))
     else:
-        _out(result.message)
+        _out(result.line)
         for fault in result.faults:
             _out("  " + fault.format().replace("\n", "\n  "))
         if result.problems:
@@ -81,42 +85,49 @@ def _print_result(result: PassResult, fmt: str) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    w = _wire(args.repo, args.rev, args.path, args.state_dir, host_name=args.host_name)
-    with w.state.locked("apply"):
-        _remember_source(w.state, args.repo, args.rev, args.path)
+    st = _state(args.state_dir)
+    with st.locked("apply"):
+        w = _wire(st, args.repo, args.rev, args.path, host_name=args.host_name)
+        _remember_source(st, args.repo, args.rev, args.path, args.host_name)
         return _print_result(w.reconciler.run(w.head), args.format)
 
 
-def _stored(state_dir: str) -> tuple[Any, Record]:
-    from controller.adapters import state
-    st = state.StateDir(state_dir)
+def _stored(st: Any) -> Record:
     rec = st.record()
     if not rec.repo:
         raise StateError(Fault(f"state dir {st.path}", "no pass has run with this state dir, so it does not know "
                                "the repository", "run `llm-gitops apply --repo ... --state-dir ...` first"))
-    return st, rec
+    return rec
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    _, rec = _stored(args.state_dir)
-    w = _wire(rec.repo, rec.rev or "HEAD", rec.path, args.state_dir)
-    with w.state.locked("retry"):
+    st = _state(args.state_dir, create=False)
+    with st.locked("retry"):
+        rec = _stored(st)
+        w = _wire(st, rec.repo, rec.rev or "HEAD", rec.path, host_name=rec.host_name)
         return _print_result(w.reconciler.run(w.head, retry=True), args.format)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    _, rec = _stored(args.state_dir)
-    w = _wire(rec.repo, rec.rev or "HEAD", rec.path, args.state_dir)
     from controller.adapters import source
-    if args.to:
-        target = source.resolve(w.repo, args.to)
-    else:
-        earlier = [c for c in rec.good_trail if c != rec.last_applied]
-        if not earlier:
-            raise StateError(Fault(f"state dir {w.state.path}", "no earlier good commit is recorded to go back to",
-                                   "name one: llm-gitops rollback --to REV"))
-        target = earlier[0]
-    with w.state.locked("rollback"):
+    st = _state(args.state_dir, create=False)
+    with st.locked("rollback"):
+        rec = _stored(st)
+        w = _wire(st, rec.repo, rec.rev or "HEAD", rec.path, host_name=rec.host_name)
+        if args.to:
+            target = source.resolve(w.repo, args.to)
+            known_good = target == rec.last_good or target in rec.good_trail
+            if not known_good and not args.force:
+                why = (f"quarantined: {rec.quarantined[target].reason}" if target in rec.quarantined
+                       else "never applied successfully by this state dir")
+                raise StateError(Fault(f"commit {target[:12]}", f"is not a known good commit ({why})",
+                                       "pick one from `llm-gitops history`, or pass --force to apply it anyway"))
+        else:
+            earlier = [c for c in rec.good_trail if c != rec.last_applied]
+            if not earlier:
+                raise StateError(Fault(f"state dir {st.path}", "no earlier good commit is recorded to go back to",
+                                       "name one: llm-gitops rollback --to REV"))
+            target = earlier[0]
         result = w.reconciler.run(w.head, pin_to=target)
         code = _print_result(result, args.format)
     if result.ok and args.format == "text":
@@ -126,22 +137,27 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_plan_live(args: argparse.Namespace) -> int:
-    """The plan against what runs now (read-only: no lock, nothing written but the HMAC key)."""
-    w = _wire(args.repo, args.head or "HEAD", args.path, args.state_dir)
+    """The plan against what runs now. Read-only (no lock): a URL is not fetched, the mirror
+    in the state dir is read as it is."""
+    st = _state(args.state_dir)
+    rec = st.record()
+    w = _wire(st, args.repo, args.head or "HEAD", args.path, host_name=args.host_name or rec.host_name)
     loaded = w.reconciler.load(w.head)
     if loaded.errors or loaded.spec is None:
         _out(f"head commit {w.head[:12]}: spec is invalid; nothing would be applied\n"
              + report.problems_text(loaded.problems))
         return 1
     desired = w.reconciler.render_desired(loaded)
-    rec = w.state.record()
-    the_plan, observation = w.reconciler.plan_live(desired, w.reconciler.changes_since(rec.last_applied, loaded))
+    the_plan, observation = w.reconciler.plan_live(desired, w.reconciler.changes_since(rec.last_applied, loaded),
+                                                   also_stack=rec.applied_stack)
     base: Desired | None = None
+    base_warnings: list[Any] = []
     if rec.last_applied:
         old = w.reconciler.load(rec.last_applied)
         base = render(old.spec) if old.spec is not None and not old.errors else None
+        base_warnings = old.warnings
     blockers = w.reconciler.blockers(desired, the_plan, observation)
-    result = review(the_plan, base, desired, head_warnings=loaded.warnings)
+    result = review(the_plan, base, desired, head_warnings=loaded.warnings, base_warnings=base_warnings)
     result = dataclasses.replace(result, preface=tuple(f"blocked: {f.message}" for f in blockers))
     label = f"live ({rec.last_applied[:12]})" if rec.last_applied else "live"
     if args.format == "json":
@@ -162,19 +178,19 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
 
 def status_of(state_dir: str) -> dict[str, Any]:
     from controller.adapters import docker as docker_adapter
-    from controller.adapters import probe, state
+    from controller.adapters import probe, source, state
     from controller.render.containers import Health
 
-    st = state.StateDir(state_dir)
+    st = state.StateDir(state_dir, create=False)
     rec = st.record()
     body: dict[str, Any] = {
-        "state_dir": str(st.path), "repo": rec.repo, "path": rec.path, "stack": rec.applied_stack,
+        "state_dir": str(st.path), "repo": source.shown_url(rec.repo), "path": rec.path, "stack": rec.applied_stack,
         "last_attempted": rec.last_attempted, "last_applied": rec.last_applied, "last_good": rec.last_good,
         "pinned": rec.pinned, "quarantined": {c: dataclasses.asdict(q) for c, q in rec.quarantined.items()},
         "containers": [], "drift": [], "engine": "ok",
     }
     last = st.history()[-1:] or [None]
-    body["last_pass"] = ({k: last[0][k] for k in ("commit", "outcome", "message", "started")}
+    body["last_pass"] = ({k: last[0].get(k) for k in ("commit", "outcome", "message", "started", "trigger")}
                          if last[0] else None)
     if not rec.applied_stack:
         return body
@@ -204,6 +220,8 @@ def status_of(state_dir: str) -> dict[str, Any]:
             body["drift"].append(f"{c.name}: not part of the applied commit")
         elif want != c.spec_hash:
             body["drift"].append(f"{c.name}: spec hash differs from the applied commit's (changed by hand?)")
+        elif c.state == "restarting":
+            body["drift"].append(f"{c.name}: crash-looping (the engine keeps restarting it; see docker logs {c.name})")
         elif not c.running:
             body["drift"].append(f"{c.name}: {c.state} (stopped by hand?)")
     for name in sorted(set(rec.applied_hashes) - names):
@@ -229,9 +247,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"pinned          {short(body['pinned'])}  (rollback; `llm-gitops retry` unpins)")
     for commit, q in body["quarantined"].items():
         lines.append(f"quarantined     {short(commit)}  since {q['at']}: {q['reason']}")
+    if body["quarantined"]:
+        lines.append("                (not tried again until a newer commit or `llm-gitops retry`)")
     if body["last_pass"]:
         lp = body["last_pass"]
-        lines.append(f"last pass       {lp['started']} {lp['outcome']}: {lp['message']}")
+        by = f" ({lp['trigger']})" if lp.get("trigger") not in (None, "apply") else ""
+        lines.append(f"last pass       {lp['started']}{by} {short(lp['commit'])} {lp['outcome']}: {lp['message']}")
     if body["engine"] != "ok":
         lines.append(f"engine          {body['engine']}")
     if body["containers"]:
@@ -246,14 +267,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if body["drift"] is None:
         lines.append("drift: unknown (the engine does not answer)")
     else:
-        lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"]))
+        lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"])
+                     + "\n  (`llm-gitops apply` puts it back as the applied commit says)")
     _out("\n".join(lines))
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from controller.adapters import state
-    entries = state.StateDir(args.state_dir).history()[-args.limit:]
+    entries = _state(args.state_dir, create=False).history()[-args.limit:]
     if args.format == "json":
         _out(json.dumps(entries, indent=2))
         return 0
@@ -261,6 +282,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         _out("no passes yet")
         return 0
     for e in entries:
+        by = f"{e.get('trigger')}: " if e.get("trigger") not in (None, "apply") else ""
         _out(f"{e.get('started', '?')}  {str(e.get('commit', ''))[:12]}  {e.get('outcome', '?'):<8} "
-             f"{e.get('duration_s', 0):>6.1f}s  {e.get('message', '')}")
+             f"{e.get('duration_s', 0):>6.1f}s  {by}{e.get('message', '')}")
     return 0
+

@@ -227,9 +227,9 @@ def _frees(step: Step, wanted: _Wanted) -> bool:
 
 
 def _phase(step: Step) -> int:
-    """Order of ARCHITECTURE.md: free GPUs and ports, cache, providers, gateway, orphans."""
-    if step.stops_first:
-        return 0
+    """Order of ARCHITECTURE.md: cache, providers, gateway, orphans. (What frees a GPU or a
+    port is stopped before all of them, whatever its place here: apply stops every
+    `stops_first` step first, then goes through the steps in this order.)"""
     if step.action is Action.REMOVE:
         return 4
     return {"cache": 1, "provider": 2, "gateway": 3}.get(step.component, 2)
@@ -313,7 +313,7 @@ def conflicts(desired: Desired, plan_: Plan, foreign: Mapping[str, str], busy_po
         if step.desired is not None and step.name in foreign:
             out.append(Fault(
                 f"container {step.name}",
-                f"a container named {step.name} ({foreign[step.name][:12]}) exists without llm-gitops labels; "
+                f"a container named {step.name} exists that this stack does not own ({foreign[step.name]}); "
                 "llm-gitops never touches containers it does not own",
                 f"rename or remove it yourself (docker rm -f {step.name}) if it is yours to remove, "
                 "or rename the stack in stack.yaml"))

@@ -8,10 +8,13 @@ the same machinery (`plan` against what runs now, then `apply`; the containers s
 by the failed pass come back with a rename and a start) and quarantines the failed commit.
 
 Which failures quarantine a commit: an invalid spec, a missing image, a failed health gate
-or a refused create (the commit asks for something this host cannot run). Which do not:
+or a refused create (the commit asks for something this host cannot run), and a commit
+whose passes were interrupted (killed, timed out) `MAX_UNFINISHED` times. Which do not:
 a foreign container or process on a wanted name or port, a secret missing from the
 controller's environment, an unreachable engine. Those are the host's to fix, nothing was
-stopped, and the next pass simply tries again.
+stopped, and the next pass simply tries again. The last good commit is never quarantined.
+A quarantined head is not tried again; the pass converges to the last good commit instead
+(usually a no-op), so drift is still repaired.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.apply import Applier, ApplyFailed, Done, Emit
-from controller.errors import EngineError, Fault, Problem
+from controller.errors import ControllerError, EngineError, Fault, FaultError, Problem
 from controller.observed import Observation
 from controller.plan import Plan, SourceChange, conflicts, plan, ports_to_probe, spec_changes
 from controller.ports import GatewayConfig, Prober, Runtime, StateStore
@@ -36,6 +39,7 @@ Load = Callable[[str], Loaded]            # commit -> its spec directory, loaded
 Fingerprints = Callable[[set[str]], dict[str, str]]
 
 APPLIED, NOOP, INVALID, FAILED, BLOCKED, SKIPPED = "applied", "no-op", "invalid", "failed", "blocked", "skipped"
+MAX_UNFINISHED = 3
 
 
 @dataclass
@@ -43,12 +47,14 @@ class PassResult:
     pass_id: str
     commit: str
     outcome: str
-    message: str
+    message: str                       # what happened, without the commit (printed beside it)
+    trigger: str = "apply"             # apply | retry | rollback
     steps: list[dict[str, Any]] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     rollback: dict[str, Any] | None = None
+    served: str | None = None          # when the head was skipped: the commit served instead
     started: str = ""
     duration_s: float = 0.0
 
@@ -56,11 +62,16 @@ class PassResult:
     def ok(self) -> bool:
         return self.outcome in (APPLIED, NOOP)
 
+    @property
+    def line(self) -> str:
+        return f"{self.commit[:12]}: {self.message}"
+
     def as_dict(self) -> dict[str, Any]:
         return {"pass": self.pass_id, "commit": self.commit, "outcome": self.outcome, "message": self.message,
-                "steps": self.steps, "done": self.done, "faults": [f.as_dict() for f in self.faults],
-                "problems": [p.as_dict() for p in self.problems], "rollback": self.rollback,
-                "started": self.started, "duration_s": self.duration_s}
+                "trigger": self.trigger, "steps": self.steps, "done": self.done,
+                "faults": [f.as_dict() for f in self.faults], "problems": [p.as_dict() for p in self.problems],
+                "rollback": self.rollback, "served": self.served, "started": self.started,
+                "duration_s": self.duration_s}
 
 
 @dataclass
@@ -82,86 +93,108 @@ class Reconciler:
         """Serve `head` (the resolved branch head or --rev), unless a pin or the quarantine
         says otherwise. `retry`: forget the quarantine and any pin first. `pin_to`
         (`rollback --to`): serve that commit instead, until the branch head moves past
-        `head` or `retry`."""
-        return self._run(head, retry=retry, pin_to=pin_to, t0=time.monotonic())
+        `head` or `retry`; if it fails, the pin is not kept."""
+        t0, started = time.monotonic(), _now()
+        trigger = "retry" if retry else "rollback" if pin_to else "apply"
+        result, record = self._run(head, retry=retry, pin_to=pin_to, trigger=trigger)
+        result.started, result.duration_s, result.trigger = started, round(time.monotonic() - t0, 2), trigger
+        if record is not None:
+            self.store.save(record)
+            self.store.append_history(result.as_dict())
+        self.emit("pass_end", level="info" if result.ok else "warning", commit=result.commit[:12],
+                  outcome=result.outcome, message=result.message)
+        return result
 
-    def _run(self, head: str, *, retry: bool, pin_to: str | None, t0: float) -> PassResult:
+    def _run(self, head: str, *, retry: bool, pin_to: str | None,
+             trigger: str) -> tuple[PassResult, Record | None]:
+        """(result, the record to save, or None to write nothing)."""
         rec = self.store.record()
         pass_id = uuid.uuid4().hex[:12]
-        started = _now()
-        commit = head
-        pin = pin_to is not None
+        before = rec
         if retry:
-            rec = dataclasses.replace(rec, quarantined={}, pinned=None, pinned_head=None)
-            self.store.save(rec)
+            rec = dataclasses.replace(rec, quarantined={}, pinned=None, pinned_head=None, inflight=None,
+                                      inflight_attempts=0)
+        commit = head
         if pin_to is not None:
             commit = pin_to
-            rec = dataclasses.replace(rec, pinned=pin_to, pinned_head=head,
-                                      quarantined={c: q for c, q in rec.quarantined.items() if c != pin_to})
+            rec = dataclasses.replace(rec, pinned=pin_to, pinned_head=head)
         elif rec.pinned and rec.pinned_head == head:
             commit = rec.pinned
         elif rec.pinned:
             rec = dataclasses.replace(rec, pinned=None, pinned_head=None)  # a newer commit ends the pin
-        self.emit("pass_start", commit=commit[:12], pass_id=pass_id)
+        self.emit("pass_start", commit=commit[:12], pass_id=pass_id, trigger=trigger)
 
-        def finish(res: PassResult, record: Record) -> PassResult:
-            res.started = started
-            res.duration_s = round(time.monotonic() - t0, 2)
-            self.store.save(record)
-            self.store.append_history(res.as_dict())
-            self.emit("pass_end", commit=commit[:12], outcome=res.outcome, message=res.message)
-            return res
-
+        if rec.inflight == commit and rec.inflight_attempts >= MAX_UNFINISHED and commit != rec.last_good:
+            rec = self._quarantine(rec, commit, f"{rec.inflight_attempts} passes on it were interrupted (killed or "
+                                                "timed out) before they finished")
         q = rec.quarantined.get(commit)
         if q is not None:
-            serving = f"; serving {rec.last_applied[:12]}" if rec.last_applied else ""
-            msg = (f"{commit[:12]} is quarantined since {q.at}: {q.reason}{serving}. "
-                   "Commit a fix, or run `llm-gitops retry` to try it again.")
-            self.emit("pass_end", commit=commit[:12], outcome=SKIPPED, message=msg)
-            return PassResult(pass_id, commit, SKIPPED, msg, started=started)
+            return self._skip(commit, q, rec, rec != before)
 
+        result, rec = self._pass(commit, pass_id, rec)
+        if not result.ok and pin_to is not None:  # a failed rollback --to keeps no pin
+            rec = dataclasses.replace(rec, pinned=before.pinned, pinned_head=before.pinned_head)
+        if result.ok and commit == head:  # the head serves: older quarantined commits no longer matter
+            rec = dataclasses.replace(rec, quarantined={})
+        if result.outcome == NOOP and rec == before:
+            return result, None  # the promised no-op: one list call, nothing written
+        return result, rec
+
+    def _skip(self, head: str, q: Quarantine, rec: Record, changed: bool) -> tuple[PassResult, Record | None]:
+        """The head is quarantined: converge to the last good commit instead (drift is still
+        repaired), and say why the head is not served."""
+        why = (f"quarantined since {q.at}: {q.reason}. Commit a fix, or run `llm-gitops retry` to try it again")
+        good = rec.last_good
+        if good is None or good == head:
+            return PassResult(uuid.uuid4().hex[:12], head, SKIPPED, why + "."), rec if changed else None
+        result, new_rec = self._pass(good, uuid.uuid4().hex[:12], rec)
+        serving = (f"serving the last good commit {good[:12]}" if result.ok
+                   else f"and the last good commit {good[:12]} failed too: {result.message}")
+        skipped = dataclasses.replace(result, commit=head, outcome=SKIPPED, served=good,
+                                      message=f"{why}; {serving}" + ("" if result.outcome == NOOP else
+                                                                      f" ({result.message})"))
+        if result.outcome == NOOP and not changed:
+            return skipped, None
+        return skipped, new_rec
+
+    def _pass(self, commit: str, pass_id: str, rec: Record) -> tuple[PassResult, Record]:
         if rec.last_attempted != commit:
             rec = dataclasses.replace(rec, last_attempted=commit)
         loaded = self.load(commit)
         if loaded.errors or loaded.spec is None:
             n = len(loaded.errors)
+            reason = f"invalid spec: {n} error(s), listed below; nothing was changed"
             first = loaded.errors[0].format().splitlines()[0] if loaded.errors else "no spec"
-            reason = f"invalid spec ({n} error(s)); first: {first}"
-            return finish(PassResult(pass_id, commit, INVALID, f"{commit[:12]}: {reason}. Nothing was changed.",
-                                     problems=loaded.problems),
-                          self._quarantine(rec, commit, reason))
+            return (PassResult(pass_id, commit, INVALID, reason, problems=loaded.problems),
+                    self._quarantine(rec, commit, f"invalid spec ({n} error(s)); first: {first}"))
         desired = self.render_desired(loaded)
-
         try:
-            the_plan, observation = self.plan_live(desired, self.changes_since(rec.last_applied, loaded))
+            the_plan, observation = self.plan_live(desired, self.changes_since(rec.last_applied, loaded),
+                                                   also_stack=rec.applied_stack)
         except EngineError as exc:
-            return finish(PassResult(pass_id, commit, FAILED, f"{exc.fault.format()}", faults=[exc.fault]), rec)
+            return PassResult(pass_id, commit, FAILED, exc.fault.message, faults=[exc.fault]), rec
         steps = [s.as_dict() for s in the_plan.changes]
-        if not the_plan.changes:
-            if rec.last_applied == commit and rec.last_good == commit and not pin:
-                # the promised no-op: one list call, nothing written
-                self.emit("pass_end", commit=commit[:12], outcome=NOOP, message="nothing to do")
-                return PassResult(pass_id, commit, NOOP, f"{commit[:12]}: nothing to do; everything runs as specified",
-                                  started=started)
-            rec = self._applied(rec, commit, desired)
-            return finish(PassResult(pass_id, commit, APPLIED, f"{commit[:12]}: applied (no container changed)"), rec)
+        unproven = rec.last_applied != commit  # a new commit, or one an interrupted pass left half done
+        if not the_plan.changes and not unproven:
+            return PassResult(pass_id, commit, NOOP, "nothing to do; everything runs as specified"), rec
 
         blockers = self.blockers(desired, the_plan, observation)
         if blockers:
             host_only = all(not f.subject.startswith("image ") for f in blockers)
-            msg = (f"{commit[:12]}: {'blocked' if host_only else 'failed'} before anything was stopped: "
-                   + "; ".join(f.message for f in blockers))
+            msg = (f"{'blocked' if host_only else 'failed'} before anything was stopped: "
+                   + "; ".join(f"{f.subject}: {f.message}" for f in blockers))
             res = PassResult(pass_id, commit, BLOCKED if host_only else FAILED, msg, steps=steps, faults=blockers)
-            return finish(res, rec if host_only else self._quarantine(rec, commit, "; ".join(f.message for f in blockers)))
+            return res, rec if host_only else self._quarantine(rec, commit, msg)
 
+        attempts = rec.inflight_attempts + 1 if rec.inflight == commit else 1
+        self.store.save(dataclasses.replace(rec, inflight=commit, inflight_attempts=attempts))
         try:
-            done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id,
-                                      verify_unchanged=rec.last_applied != commit)
+            done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
         except ApplyFailed as exc:
-            return finish(*self._failed(rec, commit, pass_id, steps, exc))
+            return self._failed(rec, commit, pass_id, steps, exc, loaded)
         rec = self._applied(rec, commit, desired)
-        return finish(PassResult(pass_id, commit, APPLIED, f"{commit[:12]}: applied: {_summary(the_plan, done)}",
-                                 steps=steps, done=done.actions), rec)
+        return PassResult(pass_id, commit, APPLIED, f"applied: {_summary(the_plan, done)}",
+                          steps=steps, done=done.actions), rec
 
     # ------------------------------------------------------------------ pieces
 
@@ -175,13 +208,23 @@ class Reconciler:
 
     def changes_since(self, applied: str | None, loaded: Loaded) -> list[SourceChange]:
         """The spec keys that differ from the applied commit's: the plan's reasons."""
-        if not applied:
-            return spec_changes({}, dict(loaded.raw))
-        base = self.load(applied)
-        return spec_changes(dict(base.raw) if not base.errors else {}, dict(loaded.raw))
+        base: Mapping[str, Any] = {}
+        if applied:
+            try:
+                old = self.load(applied)
+                base = old.raw if not old.errors else {}
+            except ControllerError:
+                base = {}  # e.g. the commit is gone after a force-push: reasons fall back to fields
+        return spec_changes(dict(base), dict(loaded.raw))
 
-    def plan_live(self, desired: Desired, changes: Sequence[SourceChange] = ()) -> tuple[Plan, Observation]:
+    def plan_live(self, desired: Desired, changes: Sequence[SourceChange] = (),
+                  also_stack: str | None = None) -> tuple[Plan, Observation]:
+        """Observe and plan. `also_stack`: the stack the last applied commit named; when the
+        spec renames the stack, its containers are planned for removal, not left running."""
         observation = self.runtime.observe(desired.stack, [c.name for c in desired.containers])
+        if also_stack and also_stack != desired.stack:
+            old = self.runtime.observe(also_stack)
+            observation = dataclasses.replace(observation, containers=observation.containers + old.containers)
         the_plan = plan(desired, observation.containers, changes=changes,
                         live_config_digest=self.config.live_digest())
         return the_plan, observation
@@ -193,23 +236,24 @@ class Reconciler:
         starting = [s.desired for s in the_plan.changes if s.desired is not None]
         for image in self.runtime.missing_images({c.image for c in starting}):
             users = ", ".join(sorted(c.name for c in starting if c.image == image))
-            out.append(Fault(f"image {image}", f"image {image} (for {users}) is not on this host",
+            out.append(Fault(f"image {image}", f"not on this host (wanted by {users})",
                              "llm-gitops never pulls: build or load it (docker build / docker load), or fix the "
                              "image name; then commit again or run `llm-gitops retry`"))
         for spec in starting:
             missing = [n for n in spec.secret_env if n not in self.environ]
             if missing:
-                out.append(Fault(f"container {spec.name}", f"{spec.name} needs {', '.join(missing)}, which the "
+                out.append(Fault(f"container {spec.name}", f"needs {', '.join(missing)}, which the "
                                  "controller's environment does not have",
                                  "export it where llm-gitops runs (the value never leaves the container's env)"))
         return out
 
     def _failed(self, rec: Record, commit: str, pass_id: str, steps: list[dict[str, Any]],
-                exc: ApplyFailed) -> tuple[PassResult, Record]:
+                exc: ApplyFailed, loaded: Loaded) -> tuple[PassResult, Record]:
         fault = exc.fault
-        self.emit("apply_failed", commit=commit[:12], subject=fault.subject, error=fault.message)
-        res = PassResult(pass_id, commit, FAILED, f"{commit[:12]}: failed: {fault.subject}: {fault.message}",
+        self.emit("apply_failed", level="error", commit=commit[:12], subject=fault.subject, error=fault.message)
+        res = PassResult(pass_id, commit, FAILED, f"failed: {fault.subject}: {fault.message}",
                          steps=steps, done=exc.done.actions, faults=[fault])
+        rec = dataclasses.replace(rec, inflight=None, inflight_attempts=0)
         if not exc.engine_down and commit != rec.last_good:
             rec = self._quarantine(rec, commit, f"{fault.subject}: {fault.message}")
         good = rec.last_good
@@ -217,41 +261,46 @@ class Reconciler:
             if exc.container_id:  # do not leave a failed container crash-looping or holding a GPU
                 try:
                     self.runtime.stop(exc.container_id)
-                except EngineError:
+                except FaultError:
                     pass
-            res.message += ". There is no last good commit to go back to: nothing else was stopped."
+            res.message += ". There is no last good commit to go back to: nothing else was stopped"
             return res, rec
-        res.rollback = self._rollback(good, pass_id)
-        if res.rollback["ok"]:
-            res.message += f". Rolled back to {good[:12]}, which serves again."
-            rec = dataclasses.replace(rec, last_applied=good)
+        res.rollback, good_desired = self._rollback(good, pass_id, loaded)
+        if good_desired is not None:
+            res.message += f". Rolled back to {good[:12]}, which serves again"
+            rec = self._applied(rec, good, good_desired)
         else:
             res.message += f". Rolling back to {good[:12]} failed too: {res.rollback['error']}"
         return res, rec
 
-    def _rollback(self, good: str, pass_id: str) -> dict[str, Any]:
-        self.emit("rollback_start", to=good[:12])
-        loaded = self.load(good)
-        if loaded.spec is None or loaded.errors:
-            return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} no longer loads"}
-        desired = self.render_desired(loaded)
+    def _rollback(self, good: str, pass_id: str, failed: Loaded) -> tuple[dict[str, Any], Desired | None]:
+        self.emit("rollback_start", level="warning", to=good[:12])
         try:
-            the_plan, _ = self.plan_live(desired)
+            loaded = self.load(good)
+            if loaded.spec is None or loaded.errors:
+                return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} no longer loads"}, None
+            desired = self.render_desired(loaded)
+            # reasons read as "going back": the spec keys that differ from the failed commit
+            the_plan, _ = self.plan_live(desired, spec_changes(dict(failed.raw), dict(loaded.raw)))
             done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id)
-        except (ApplyFailed, EngineError) as exc:
+        except (ApplyFailed, FaultError) as exc:
             fault = exc.fault
-            self.emit("rollback_failed", to=good[:12], error=fault.message)
-            return {"to": good, "ok": False, "error": f"{fault.subject}: {fault.message}", "fault": fault.as_dict()}
+            self.emit("rollback_failed", level="error", to=good[:12], error=fault.message)
+            return {"to": good, "ok": False, "error": f"{fault.subject}: {fault.message}", "fault": fault.as_dict()}, None
+        except ControllerError as exc:
+            self.emit("rollback_failed", level="error", to=good[:12], error=str(exc))
+            return {"to": good, "ok": False, "error": str(exc)}, None
         self.emit("rollback_end", to=good[:12])
-        return {"to": good, "ok": True, "steps": [s.as_dict() for s in the_plan.changes], "done": done.actions}
+        return {"to": good, "ok": True, "steps": [s.as_dict() for s in the_plan.changes], "done": done.actions}, desired
 
     def _quarantine(self, rec: Record, commit: str, reason: str) -> Record:
-        return dataclasses.replace(rec, quarantined={**rec.quarantined, commit: Quarantine(reason=reason, at=_now())})
+        return dataclasses.replace(rec, quarantined={**rec.quarantined, commit: Quarantine(reason=reason, at=_now())},
+                                   inflight=None, inflight_attempts=0)
 
     def _applied(self, rec: Record, commit: str, desired: Desired) -> Record:
         rec = rec.with_good(commit)
         return dataclasses.replace(
-            rec, last_applied=commit, applied_stack=desired.stack,
+            rec, last_applied=commit, applied_stack=desired.stack, inflight=None, inflight_attempts=0,
             applied_hashes={c.name: c.spec_hash for c in desired.containers},
             applied_config_digest=desired.config_digest)
 
@@ -267,7 +316,7 @@ def _summary(the_plan: Plan, done: Done) -> str:
     parts = [f"{verb} {_names(names)}" for verb, names in by_action.items()]
     if done.config_swapped:
         parts.append("config swapped")
-    return "; ".join(parts) or "nothing to do"
+    return "; ".join(parts) or "no container changed"
 
 
 def _names(names: list[str], limit: int = 6) -> str:

@@ -30,6 +30,11 @@ class Record:
     quarantined: dict[str, Quarantine] = field(default_factory=dict)
     pinned: str | None = None      # `rollback --to`: serve this commit...
     pinned_head: str | None = None  # ...until the branch head moves past this one (or `retry`)
+    host_name: str | None = None   # apply's --host-name, for rollback/retry
+    # A pass that started applying and never finished (killed, timed out): after a few on the
+    # same commit, that commit is quarantined rather than tried forever.
+    inflight: str | None = None
+    inflight_attempts: int = 0
     applied_hashes: dict[str, str] = field(default_factory=dict)  # container name -> spec hash of last_applied
     applied_config_digest: str = ""
     applied_stack: str = ""

@@ -72,9 +72,10 @@ def test_a_hand_edited_gateway_config_restarts_only_the_gateway() -> None:
 def test_what_blocks_a_plan_is_named_with_what_to_do() -> None:
     desired = demo()
     the_plan = plan(desired, [])
-    faults = conflicts(desired, the_plan, {"demo-cache": "c" * 64}, [18001])
+    faults = conflicts(desired, the_plan, {"demo-cache": "cccccccccccc, without llm-gitops labels"}, [18001])
     assert [f.subject for f in faults] == ["container demo-cache", "port 18001"]
-    assert "without llm-gitops labels" in faults[0].message and "docker rm -f demo-cache" in faults[0].hint
+    assert "(cccccccccccc, without llm-gitops labels)" in faults[0].message
+    assert "docker rm -f demo-cache" in faults[0].hint
     assert "demo-vllm-tiny" in faults[1].message and "ss -ltnp 'sport = :18001'" in faults[1].hint
 
 
@@ -161,6 +162,10 @@ class FakeConfig:
     def swap(self) -> None:
         self.events.append("swap")
 
+    def keep_live_copy(self) -> str:
+        self.events.append("keep")
+        return "/kept"
+
 
 def _applier(runtime: FakeRuntime, config: FakeConfig) -> Applier:
     return Applier(runtime=runtime, prober=FakeProber(), config=config, emit=lambda *a, **k: None,
@@ -222,7 +227,7 @@ def test_an_unreadable_record_names_the_file_and_what_to_do(tmp_path: Path) -> N
     (tmp_path / "record.json").write_text("{not json")
     with pytest.raises(StateError) as caught:
         st.record()
-    assert "record.json is unreadable" in str(caught.value) and "move" in caught.value.fault.hint
+    assert "record.json is not a readable record" in str(caught.value) and "move" in caught.value.fault.hint
 
 
 def test_the_lock_admits_one_holder_and_names_it(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def _engine(subject: Callable[..., str]) -> Callable[[Callable[..., T]], Callabl
                 return fn(self, *args, **kwargs)
             except docker.errors.NotFound as exc:
                 raise EngineError(Fault(subject(self, *args), f"not found: {_explain(exc)}",
-                                        "it was removed outside llm-gitops; the next pass re-creates it")) from None
+                                        "it was removed outside llm-gitops while the pass ran; run the pass "
+                                        "again (`llm-gitops retry` if the commit was quarantined)")) from None
             except docker.errors.APIError as exc:
                 raise EngineError(Fault(subject(self, *args), f"the engine refused: {_explain(exc)}",
                                         _hint_for(_explain(exc)))) from None
@@ -87,6 +88,7 @@ class DockerRuntime:
         self.where = self.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         self.gpu_requests = self.environ.get(NO_GPU_REQUESTS_ENV, "") not in ("1", "true", "yes")
         self._names: dict[str, str] = {}   # id -> name, so that errors name the container
+        self._secrets: set[str] = set()    # names of secrets given to containers: redacted from their logs
         try:
             self.client = client or docker.DockerClient.from_env(environment=self.environ, timeout=120)
             self.api = self.client.api
@@ -111,10 +113,14 @@ class DockerRuntime:
             name = (summary.get("Names") or ["/"])[0].lstrip("/")
             mine = labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US and labels.get(obs.STACK) == stack
             if mine:
-                ours.append(parse(summary["Id"], name, summary.get("State", ""), labels))
+                seen = parse(summary["Id"], name, summary.get("State", ""), labels)
+                ours.append(seen)
                 self._names[summary["Id"]] = name
+                self._secrets |= set((seen.spec or {}).get("secret_env") or ())
             elif name in wanted:
-                foreign[name] = summary["Id"]
+                other = labels.get(obs.STACK) if labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US else None
+                foreign[name] = (f"{summary['Id'][:12]}, of llm-gitops stack {other}" if other
+                                 else f"{summary['Id'][:12]}, without llm-gitops labels")
         return obs.Observation(containers=tuple(sorted(ours, key=lambda c: c.name)), foreign=foreign)
 
     @_engine(lambda self, images: "docker images")
@@ -136,6 +142,7 @@ class DockerRuntime:
             raise EngineError(Fault(f"container {spec.name}", f"secret(s) {', '.join(missing)} not set in the "
                                     "controller's environment", "export them where llm-gitops runs"))
         env = {**spec.env, **{name: self.environ[name] for name in spec.secret_env}}
+        self._secrets |= set(spec.secret_env)
         host_config = self.api.create_host_config(
             network_mode="host",
             # "no" until it passes its health gate (`keep_running`): a crash on start then shows
@@ -208,7 +215,16 @@ class DockerRuntime:
     @_engine(lambda self, cid, tail=20: self.subject(cid))
     def logs(self, container_id: str, tail: int = 20) -> str:
         raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
-        return raw.decode("utf-8", "replace").rstrip()
+        return self.redact(raw.decode("utf-8", "replace").rstrip())
+
+    def redact(self, text: str) -> str:
+        """Servers print their settings at start (vLLM's non-default args): a log tail that
+        goes into an error message and the history must not carry a secret's value."""
+        for name in self._secrets:
+            value = self.environ.get(name, "")
+            if len(value) >= 4:
+                text = text.replace(value, f"<{name}>")
+        return text
 
 
 def labels_for(spec: ContainerSpec, *, stack: str, revision: str, pass_id: str) -> dict[str, str]:
@@ -238,7 +254,8 @@ def parse(container_id: str, name: str, state: str, labels: Mapping[str, str]) -
     component = labels.get(obs.COMPONENT, "provider")
     return obs.ObservedContainer(
         name=name, key=labels.get(obs.PROVIDER) or component, component=component,
-        spec_hash=labels.get(obs.SPEC_HASH, ""), running=state in ("running", "restarting"),
+        # a container the engine keeps restarting is crash-looping, not running
+        spec_hash=labels.get(obs.SPEC_HASH, ""), running=state == "running",
         gpus=tuple(gpus) if isinstance(gpus, list) else gpus, port=spec.get("port") if spec else None,
         spec=spec, id=container_id, revision=labels.get(obs.REVISION), original_name=labels.get(obs.NAME),
         state=state, labels=dict(labels))

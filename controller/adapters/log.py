@@ -25,7 +25,7 @@ def emitter(stream: TextIO | None = None, *, json: bool | None = None) -> Emit:
                     structlog.processors.TimeStamper(fmt="%H:%M:%S" if not as_json else "iso", utc=as_json),
                     renderer])
 
-    def emit(event: str, **fields: Any) -> None:
-        logger.info(event, **fields)
+    def emit(event: str, level: str = "info", **fields: Any) -> None:
+        getattr(logger, level)(event, **fields)
 
     return emit

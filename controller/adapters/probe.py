@@ -36,6 +36,8 @@ class NetProber:
             return False, f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             return False, _reason(exc)
+        except Exception as exc:  # noqa: BLE001 - http.client.HTTPException and kin: a garbled answer
+            return False, f"not an HTTP answer ({type(exc).__name__})"
 
     def _redis(self, url: str) -> tuple[bool, str]:
         parts = urlsplit(url)

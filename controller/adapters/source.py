@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import git
 
@@ -139,5 +140,16 @@ def open_source(repo: str, state_dir: Path) -> git.Repo:
         return r
     except git.exc.GitCommandError as exc:
         detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [""]
-        raise SourceError(f"{repo}: cannot fetch ({detail[0].strip()}); check the URL and credentials. "
+        raise SourceError(f"{shown_url(repo)}: cannot fetch ({detail[0].strip()}); check the URL and credentials. "
                           "The running stack is not changed") from None
+
+
+def shown_url(repo: str) -> str:
+    """A repository URL without its credentials (`https://user:token@host/x` -> `https://host/x`)."""
+    if "://" not in repo:
+        return repo
+    parts = urlsplit(repo)
+    if parts.username is None and parts.password is None:
+        return repo
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))

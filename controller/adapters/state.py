@@ -64,15 +64,25 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class StateDir:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).absolute()
+    """`create=False` (status, history): a directory that does not exist is an error, and
+    nothing is written."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path).resolve()
         self.gateway_dir = self.path / "gateway"
         self._staged = self.gateway_dir / ".staging" / "config.yaml"
         self._live = self.gateway_dir / "config.yaml"
+        if not create:
+            if not (self.path / RECORD).is_file() and not (self.path / HISTORY).is_file():
+                raise self._fault("no llm-gitops state here (no record.json)",
+                                  "check --state-dir: it is the directory `llm-gitops apply` was given")
+            return
         try:
+            fresh = not self.path.exists()
             self.gateway_dir.mkdir(parents=True, exist_ok=True)
             (self.gateway_dir / ".staging").mkdir(exist_ok=True)
-            os.chmod(self.path, 0o700)  # it holds the secret key and configs that may name secrets
+            if fresh:  # it holds the secret key and configs that may name secrets
+                os.chmod(self.path, 0o700)
         except OSError as exc:
             raise self._fault(f"cannot create or use it: {exc.strerror or exc}",
                               "pass a --state-dir this user can write") from None
@@ -109,7 +119,7 @@ class StateDir:
         except FileNotFoundError:
             return Record()
         except (OSError, ValueError) as exc:
-            raise self._fault(f"{RECORD} is unreadable ({exc})",
+            raise self._fault(f"{RECORD} is not a readable record (cut off, or edited by hand?): {exc}",
                               f"move {path} away to start from an empty record (the running stack is "
                               "kept; the next pass re-plans from what runs)") from None
         return Record.from_dict(body)
@@ -119,8 +129,11 @@ class StateDir:
 
     def append_history(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(dict(entry), sort_keys=True, separators=(",", ":")) + "\n"
-        fd = os.open(self.path / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # end a line torn by a crash, so this one stays whole
             os.write(fd, line.encode())
             os.fsync(fd)
         finally:
@@ -145,11 +158,19 @@ class StateDir:
         """HMAC-SHA256 of each secret's value under a key kept here: a rotated secret changes
         its containers' spec hashes, and the value itself is never hashed bare or stored."""
         key_path = self.path / "secret.key"
-        try:
-            key = key_path.read_bytes()
-        except FileNotFoundError:
-            key = secrets.token_bytes(32)
-            write_atomic(key_path, key)
+        if not key_path.exists():
+            try:  # O_EXCL: two processes starting at once agree on one key
+                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(secrets.token_bytes(32))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except FileExistsError:
+                pass
+        key = key_path.read_bytes()
+        if len(key) != 32:
+            raise self._fault(f"{key_path} is damaged", "remove it: the next pass makes a new key (containers that "
+                              "receive secrets restart once)")
         return {n: hmac.new(key, environ[n].encode(), hashlib.sha256).hexdigest()[:32]
                 for n in sorted(names) if n in environ}
 
@@ -162,7 +183,21 @@ class StateDir:
             return ""
 
     def stage(self, text: str) -> None:
-        write_atomic(self._staged, text.encode())
+        try:
+            write_atomic(self._staged, text.encode())
+        except OSError as exc:
+            raise self._fault(f"cannot write {self._staged}: {exc.strerror or exc}",
+                              "free disk space or fix permissions; the live config was not touched") from None
+
+    def keep_live_copy(self) -> str:
+        """Before the live file is replaced because it was edited by hand: keep the edit."""
+        target = self.path / f"gateway-config.edited-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.yaml"
+        try:
+            write_atomic(target, self._live.read_bytes())
+        except OSError as exc:
+            raise self._fault(f"cannot keep a copy of the hand-edited {self._live}: {exc.strerror or exc}",
+                              "free disk space; the edited file was not replaced") from None
+        return str(target)
 
     def check_staged(self, expected: Mapping[str, Any], digest: str) -> None:
         """The staged file is what was rendered, byte for byte, and parses back to it."""
@@ -181,8 +216,12 @@ class StateDir:
 
     def swap(self) -> None:
         """os.replace into the directory the gateway mounts: it sees the old or the new file."""
-        os.replace(self._staged, self._live)
-        _fsync_dir(self.gateway_dir)
+        try:
+            os.replace(self._staged, self._live)
+            _fsync_dir(self.gateway_dir)
+        except OSError as exc:
+            raise self._fault(f"cannot swap in {self._live}: {exc.strerror or exc}",
+                              "fix the state dir; the pass goes back to the last good commit") from None
 
 
 def now() -> str:

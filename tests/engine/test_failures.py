@@ -55,7 +55,7 @@ def test_a_failing_commit_rolls_back_is_quarantined_and_not_retried(lab: Lab, br
     assert code == 1, out
     assert f"{bad[:12]}: failed" in out and lab.cname("alpha") in out
     expected = {"never-healthy": "not healthy within", "exits-on-start": "exited with status 3",
-                "missing-image": "is not on this host"}[breakage]
+                "missing-image": "not on this host"}[breakage]
     assert expected in out
     if breakage != "missing-image":
         assert f"Rolled back to {good[:12]}" in out
