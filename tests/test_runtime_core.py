@@ -268,3 +268,180 @@ def test_a_dead_engine_is_reported_and_nothing_is_recorded_as_failed(
     from controller.adapters.state import StateDir
     record = StateDir(tmp_path / "state").record()
     assert record.quarantined == {} and record.last_applied is None and commit not in repr(record)
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def test_a_garbled_health_answer_is_unhealthy_not_a_crash() -> None:
+    import socket
+    import threading
+    from controller.adapters.probe import NetProber
+    from controller.render.containers import Health
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            conn.recv(1024)
+            conn.sendall(b"-ERR unknown command\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    port = server.getsockname()[1]
+    prober = NetProber(timeout_s=2)
+    ok, seen = prober.healthy(Health(kind="http", url=f"http://127.0.0.1:{port}/health"))
+    assert not ok and "not an HTTP answer" in seen
+    ok, seen = prober.healthy(Health(kind="redis", url=f"redis://127.0.0.1:{port}"))
+    assert not ok and seen == "-ERR unknown command"
+    assert prober.port_taken("127.0.0.1", port) is True  # someone listens there
+    server.close()
+
+
+# --------------------------------------------------------------------------- reconcile on fakes
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.rec, self.entries, self.saves = Record(), [], 0
+
+    def record(self) -> Record:
+        return self.rec
+
+    def save(self, record: Record) -> None:
+        self.rec, self.saves = record, self.saves + 1
+
+    def append_history(self, entry: Any) -> None:
+        self.entries.append(dict(entry))
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.entries
+
+
+class ObservingRuntime(FakeRuntime):
+    def __init__(self, running: list[ObservedContainer]) -> None:
+        super().__init__()
+        self.running = running
+
+    def observe(self, stack: str, names: Any = ()) -> Observation:
+        return Observation(containers=tuple(c for c in self.running if c.name.startswith(stack + "-")))
+
+
+class ScriptedApplier:
+    """apply() raises the next fault in `script` (None: succeeds)."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script, self.calls = list(script), []
+
+    def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
+        from controller.apply import Done
+        self.calls.append(desired.stack)
+        fault = self.script.pop(0) if self.script else None
+        if fault is not None:
+            raise ApplyFailed(fault[0], Done(), engine_down=fault[1])
+        return Done()
+
+
+def _reconciler(store: MemoryStore, runtime: Any, applier: Any, specs: dict[str, Any]) -> Any:
+    from controller.reconcile import Reconciler
+    config = FakeConfig()
+    config.digest = render(specs[GOOD].spec).config_digest  # the good commit's config is live
+    return Reconciler(runtime=runtime, prober=FakeProber(), store=store, config=config,
+                      load=lambda commit: specs[commit], fingerprints=lambda names: {},
+                      environ={"LITELLM_MASTER_KEY": "sk-test"},
+                      emit=lambda *a, **k: None, applier=applier)
+
+
+def _loaded(**changes: Any) -> Any:
+    files = read_spec_dir(ROOT / "config" / "demo")
+    for old, new in changes.items():
+        files["providers.yaml"] = files["providers.yaml"].replace(old, new)
+    return load_files(files)
+
+
+GOOD, BAD = "a" * 40, "b" * 40
+SPECS = {GOOD: _loaded(), BAD: _loaded(**{'"2048"]': '"2048", --seed, "1"]'})}
+
+
+def _served_good() -> tuple[MemoryStore, list[ObservedContainer]]:
+    store = MemoryStore()
+    good = render(SPECS[GOOD].spec)
+    store.rec = Record(last_applied=GOOD, last_good=GOOD, last_attempted=GOOD, applied_stack="demo",
+                       applied_hashes={c.name: c.spec_hash for c in good.containers})
+    return store, observed(good)
+
+
+def test_an_engine_that_dies_mid_pass_quarantines_nothing() -> None:
+    from controller.errors import Fault
+    store, running = _served_good()
+    applier = ScriptedApplier((Fault("docker engine unix:///x", "does not answer"), True), None)
+    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
+    assert result.outcome == "failed" and store.rec.quarantined == {}
+    assert result.rollback is not None and result.rollback["ok"]  # and it went back
+
+
+def test_a_failing_rollback_is_reported_with_both_causes() -> None:
+    from controller.errors import Fault
+    store, running = _served_good()
+    applier = ScriptedApplier((Fault("container demo-vllm-tiny", "exited with status 1"), False),
+                              (Fault("container demo-gateway", "not healthy within 5 s"), False))
+    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
+    assert result.outcome == "failed" and BAD in store.rec.quarantined
+    assert "exited with status 1" in result.message
+    assert f"Rolling back to {GOOD[:12]} failed too: container demo-gateway: not healthy" in result.message
+    assert store.rec.last_applied == GOOD and store.entries[-1]["rollback"]["ok"] is False
+
+
+def test_a_commit_whose_passes_keep_being_killed_is_quarantined() -> None:
+    store, running = _served_good()
+    store.rec = dataclasses.replace(store.rec, inflight=BAD, inflight_attempts=3)
+    applier = ScriptedApplier()
+    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
+    assert result.outcome == "skipped" and "3 passes on it were interrupted" in result.message
+    assert applier.calls == [] and result.served == GOOD  # converged to the last good (a no-op)
+
+
+def test_a_killed_pass_leaves_its_commit_inflight_for_the_next() -> None:
+    store, running = _served_good()
+
+    class Killed(Exception):
+        pass
+
+    class Dying:
+        def apply(self, *a: Any, **k: Any) -> Any:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _reconciler(store, ObservingRuntime(running), Dying(), SPECS).run(BAD)
+    assert (store.rec.inflight, store.rec.inflight_attempts) == (BAD, 1)
+
+
+def test_cleanup_failures_after_success_do_not_fail_the_pass() -> None:
+    from controller.errors import EngineError, Fault
+    before, after = demo(), demo(**{'"2048"]': '"2048", --seed, "1"]'})
+
+    class StubbornRuntime(FakeRuntime):
+        def remove(self, cid: str) -> None:
+            raise EngineError(Fault(f"container {cid[:12]}", "removal already in progress"))
+
+    config = FakeConfig()
+    config.digest = before.config_digest
+    done = _applier(StubbornRuntime(), config).apply(plan(after, observed(before)), after, revision="r", pass_id="p")
+    assert done.removed == [] and len(done.set_aside) == 1
+
+
+# --------------------------------------------------------------------------- read-only commands
+
+
+def test_status_and_history_do_not_invent_a_state_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import main
+    for command in ("status", "history"):
+        assert main([command, "--state-dir", str(tmp_path / "typo")]) == 1
+        err = capsys.readouterr().err
+        assert "no llm-gitops state here" in err and "check --state-dir" in err
+    assert not (tmp_path / "typo").exists()
+    with pytest.raises(SystemExit) as caught:
+        main(["history", "--state-dir", str(tmp_path), "--limit", "0"])
+    assert caught.value.code == 1 and "must be 1 or more" in capsys.readouterr().err

@@ -194,3 +194,88 @@ def test_a_secret_reaches_its_container_and_nothing_else(lab: Lab, monkeypatch: 
     now = lab.ids()
     assert now[lab.cname("alpha")] != ids[lab.cname("alpha")]
     assert now[lab.cname("beta")] == ids[lab.cname("beta")]
+
+
+def test_a_failing_containers_log_tail_never_shows_a_secret(lab: Lab, monkeypatch: Any) -> None:
+    value = "canary-" + os.urandom(8).hex()
+    monkeypatch.setenv("BETA_TOKEN", value)
+    lab.commit("good")
+    assert lab.apply()[0] == 0
+    lab.providers["beta"]["container"].update(secret_env=["BETA_TOKEN"], startup_timeout_s=2,
+                                              env={"STUB_LOG_ENV": "1", "STUB_UNHEALTHY": "1"})
+    lab.commit("beta prints its env and never gets healthy")
+    code, out, err = lab.apply()
+    assert code == 1 and "its last log lines" in out
+    assert "stub: env BETA_TOKEN=<BETA_TOKEN>" in out  # the tail is shown, the value is not
+    assert value not in out + err + repr(lab.history()) + repr(lab.status())
+
+
+def test_a_pass_killed_during_the_first_gateway_gate_is_finished_by_the_next(lab: Lab) -> None:
+    lab.stack["gateway"]["env"] = {"STUB_START_DELAY": "6"}
+    commit = lab.commit("slow gateway")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(lab.repo.path),
+                             "--state-dir", str(lab.state)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: lab.cname("gateway") in lab.running(), timeout=30)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    # everything matches the commit, so the plan is empty; the pass still gates what the
+    # killed one never saw healthy, and only then calls the commit good
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    assert "applied: no container changed" in out
+    status = lab.status()
+    assert status["last_good"] == commit and all(c["health"] == "ok" for c in status["containers"])
+    policies = {n: i["HostConfig"]["RestartPolicy"]["Name"] for n, i in lab.containers().items()}
+    assert set(policies.values()) == {"unless-stopped"}, policies
+
+
+def test_renaming_the_stack_replaces_the_old_containers(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    old_ids = set(lab.ids().values())
+    old_name = lab.name
+    lab.name = lab.name + "b"
+    lab.stack["name"] = lab.name
+    lab.commit("rename the stack")
+    try:
+        code, out, err = lab.apply()  # same ports: the old containers must go first
+        assert code == 0, out + err
+        assert f"removed {old_name}-" in out
+        remaining = lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}"})
+        assert remaining == []
+        assert sorted(lab.ids()) == sorted(lab.cname(k) for k in ("alpha", "beta", "gateway"))
+        assert not old_ids & set(lab.ids().values())
+    finally:
+        for c in lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}"}):
+            lab.engine.api.remove_container(c["Id"], force=True)
+
+
+def test_a_hand_edited_gateway_config_is_kept_and_put_back(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    live = lab.state / "gateway" / "config.yaml"
+    good = live.read_text()
+    live.write_text(good + "# edited by hand\n")
+    assert "gateway config file differs from the applied commit's (edited by hand?)" in lab.status()["drift"]
+    ids = lab.ids()
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    assert f"restarted {lab.cname('gateway')}" in out
+    assert live.read_text() == good
+    kept = list(lab.state.glob("gateway-config.edited-*.yaml"))
+    assert len(kept) == 1 and kept[0].read_text().endswith("# edited by hand\n")
+    assert lab.ids() == ids  # the same container, restarted
+    assert lab.status()["drift"] == []
+
+
+def test_a_wrong_path_is_an_error_not_a_quarantine(lab: Lab) -> None:
+    commit = lab.commit("first")
+    assert lab.apply()[0] == 0
+    code, out, err = lab.apply("--path", "no/such/dir")
+    assert code == 1 and "no directory `no/such/dir`" in err and "check --path" in err
+    assert lab.status()["quarantined"] == {}
+    assert lab.apply()[0] == 0 and lab.status()["last_applied"] == commit

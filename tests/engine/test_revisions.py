@@ -112,3 +112,15 @@ def test_plan_live_says_what_would_restart_and_why(lab: Lab) -> None:
     assert body["head"] == head and [s["container"] for s in body["steps"] if s["action"] != "unchanged"] == \
            [lab.cname("alpha")]
     assert lab.history()[-1]["commit"] != head  # planning applies nothing
+
+
+def test_rollback_to_a_commit_that_never_worked_needs_force(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    lab.providers["alpha"]["container"].update(env={"STUB_UNHEALTHY": "1"}, startup_timeout_s=2)
+    bad = lab.commit("bad")
+    assert lab.apply()[0] == 1
+    ids = lab.ids()
+    code, out, err = lab.cli("rollback", "--state-dir", str(lab.state), "--to", bad)
+    assert code == 1 and "is not a known good commit (quarantined:" in err and "--force" in err
+    assert lab.ids() == ids and lab.status()["pinned"] is None

@@ -12,6 +12,7 @@ Knobs, from the environment, to fail on purpose:
   STUB_START_DELAY=S     listen only after S seconds (a slow cold start)
   STUB_EXIT_AFTER=S      exit with status 3 after S seconds (0: at once, before listening)
   STUB_REPLY=TEXT        the completion text (default: "stub <model> on <host>:<port>")
+  STUB_LOG_ENV=1         print the whole environment at start, as servers print their settings
 SIGTERM ends it at once: a PID 1 that ignores it makes every `docker stop` wait 10 s.
 """
 
@@ -164,6 +165,9 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    if os.environ.get("STUB_LOG_ENV") == "1":
+        for key, value in sorted(os.environ.items()):
+            sys.stderr.write(f"stub: env {key}={value}\n")
     exit_after = os.environ.get("STUB_EXIT_AFTER")
     if exit_after is not None:
         delay = float(exit_after)
