@@ -252,7 +252,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if body["last_pass"]:
         lp = body["last_pass"]
         by = f" ({lp['trigger']})" if lp.get("trigger") not in (None, "apply") else ""
-        lines.append(f"last pass       {lp['started']}{by} {short(lp['commit'])} {lp['outcome']}: {lp['message']}")
+        lines.append(f"last pass       {lp['started']}{by} {short(lp['commit'])} {_said(lp['outcome'], lp['message'])}")
     if body["engine"] != "ok":
         lines.append(f"engine          {body['engine']}")
     if body["containers"]:
@@ -283,7 +283,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     for e in entries:
         by = f"{e.get('trigger')}: " if e.get("trigger") not in (None, "apply") else ""
-        _out(f"{e.get('started', '?')}  {str(e.get('commit', ''))[:12]}  {e.get('outcome', '?'):<8} "
-             f"{e.get('duration_s', 0):>6.1f}s  {by}{e.get('message', '')}")
+        _out(f"{e.get('started', '?')}  {str(e.get('commit', ''))[:12]}  {e.get('duration_s', 0):>6.1f}s  "
+             f"{by}{_said(str(e.get('outcome', '?')), str(e.get('message', '')))}")
     return 0
 
+
+
+def _said(outcome: str, message: str) -> str:
+    """`failed: ...` once, not `failed failed: ...`."""
+    return message if message.startswith(outcome) else f"{outcome}: {message}"
