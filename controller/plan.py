@@ -134,11 +134,19 @@ def _diff(a: Any, b: Any, loc: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
 _GATEWAY_PROVIDER_KEYS = {"type", "status", "base_url", "models", "env_var", "api_key"}
 
 
+# Keys that only the controller reads (render leaves them out of the spec hash): never a
+# reason to restart. (`container.host` is: a move stops it on one host, starts it on another.)
+_CONTROLLER_ONLY = {("container", "startup_timeout_s"), ("health_endpoint",), ("startup_timeout_s",)}
+
+
 def _feeds(spec: ContainerSpec, change: SourceChange) -> bool:
     """Whether a changed key is an input of a container (can be a reason to restart it)."""
     file, loc = change
     if loc == ("name",) and file == STACK:
         return True
+    if (file == PROVIDERS and tuple(loc[2:]) in _CONTROLLER_ONLY
+            or file == STACK and tuple(loc[1:]) in _CONTROLLER_ONLY):
+        return False
     if spec.component == "provider":
         return file == PROVIDERS and loc[:2] == ("providers", spec.provider)
     if spec.component == "cache":

@@ -445,3 +445,13 @@ def test_status_and_history_do_not_invent_a_state_dir(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit) as caught:
         main(["history", "--state-dir", str(tmp_path), "--limit", "0"])
     assert caught.value.code == 1 and "must be 1 or more" in capsys.readouterr().err
+
+
+def test_keys_only_the_controller_reads_are_never_given_as_reasons() -> None:
+    from controller.plan import spec_changes
+    old = _loaded()
+    new = _loaded(**{'"2048"]\n      startup_timeout_s: 60': '"2048", --seed, "1"]\n      startup_timeout_s: 90'})
+    assert new.raw != old.raw
+    steps = plan(render(new.spec), actual_from(render(old.spec)), changes=spec_changes(dict(old.raw), dict(new.raw)))
+    assert [(s.name, s.reasons) for s in steps.changes] == [
+        ("demo-vllm-tiny", ("providers.yaml: vllm-tiny.container.args",))]
