@@ -42,12 +42,14 @@ def _state(state_dir: str, *, create: bool = True) -> Any:
     return state.StateDir(state_dir, create=create)
 
 
-def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | None = None) -> Wiring:
-    """The adapters for a pass. Call it holding the state dir's lock: a URL is fetched into it."""
+def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | None = None,
+          fetch: bool = True) -> Wiring:
+    """The adapters for a pass. With `fetch`, call it holding the state dir's lock: a URL is
+    fetched into it."""
     from controller.adapters import docker as docker_adapter
     from controller.adapters import log, probe, source
 
-    repo = source.open_source(repo_arg, st.path)
+    repo = source.open_source(repo_arg, st.path, fetch=fetch)
     head = source.resolve(repo, rev)
 
     def load(commit: str) -> Loaded:
@@ -141,7 +143,7 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
     in the state dir is read as it is."""
     st = _state(args.state_dir)
     rec = st.record()
-    w = _wire(st, args.repo, args.head or "HEAD", args.path, host_name=args.host_name or rec.host_name)
+    w = _wire(st, args.repo, args.head or "HEAD", args.path, host_name=args.host_name or rec.host_name, fetch=False)
     loaded = w.reconciler.load(w.head)
     if loaded.errors or loaded.spec is None:
         _out(f"head commit {w.head[:12]}: spec is invalid; nothing would be applied\n"

@@ -125,14 +125,20 @@ def is_url(repo: str) -> bool:
     return "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0])  # scheme://... or user@host:path
 
 
-def open_source(repo: str, state_dir: Path) -> git.Repo:
+def open_source(repo: str, state_dir: Path, *, fetch: bool = True) -> git.Repo:
     """`--repo PATH_OR_URL`: a local repository is read in place; a URL is mirrored into
     `<state-dir>/source.git` (bare: no working tree, spec files are read at a commit) and
-    fetched on each call."""
+    fetched on each call. `fetch=False` (read-only commands, which hold no lock) reads the
+    mirror as the last pass left it."""
     if not is_url(repo):
         return open_repo(repo)
     mirror = state_dir / "source.git"
     try:
+        if not fetch:
+            if not mirror.exists():
+                raise SourceError(f"{shown_url(repo)}: not fetched yet; run `llm-gitops apply` once, or pass a "
+                                  "local clone as --repo")
+            return git.Repo(mirror)
         if not mirror.exists():
             return git.Repo.clone_from(repo, mirror, mirror=True)
         r = git.Repo(mirror)

@@ -124,3 +124,18 @@ def test_rollback_to_a_commit_that_never_worked_needs_force(lab: Lab) -> None:
     code, out, err = lab.cli("rollback", "--state-dir", str(lab.state), "--to", bad)
     assert code == 1 and "is not a known good commit (quarantined:" in err and "--force" in err
     assert lab.ids() == ids and lab.status()["pinned"] is None
+
+
+def test_a_repository_url_is_mirrored_into_the_state_dir_and_fetched_each_pass(lab: Lab) -> None:
+    url = f"file://{lab.repo.path}"
+    first = lab.commit("first")
+    code, out, err = lab.cli("apply", "--repo", url, "--rev", "main", "--state-dir", str(lab.state))
+    assert code == 0, out + err
+    assert (lab.state / "source.git").is_dir() and lab.status()["last_applied"] == first
+    lab.providers["alpha"]["container"]["args"] = ["--seed", "4"]
+    second = lab.commit("second")
+    code, out, _ = lab.cli("plan", "--live", "--repo", url, "--head", "main", "--state-dir", str(lab.state))
+    assert "No changes" in out  # plan --live reads the mirror as it is: not fetched yet
+    code, out, err = lab.cli("apply", "--repo", url, "--rev", "main", "--state-dir", str(lab.state))
+    assert code == 0, out + err
+    assert lab.status()["last_applied"] == second and f"recreated {lab.cname('alpha')}" in out
