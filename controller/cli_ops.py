@@ -56,7 +56,8 @@ def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | Non
         return load_files(source.read_commit(repo, commit, subdir))
 
     environ = dict(os.environ)
-    runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ)
+    runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ, owner=st.owner_id(),
+                                           state_dir=str(st.path))
     prober = probe.NetProber()
     emit = log.emitter()
     reconciler = Reconciler(
@@ -198,7 +199,8 @@ def status_of(state_dir: str) -> dict[str, Any]:
         return body
     prober = probe.NetProber(timeout_s=1.0)
     try:
-        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir)
+        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, owner=st.owner_id(create=False),
+                                               state_dir=str(st.path))
         seen = runtime.observe(rec.applied_stack).containers
     except ControllerError as exc:
         body["engine"] = str(exc)

@@ -23,6 +23,8 @@ REVISION = f"{LABEL}.revision"
 NAME = f"{LABEL}.name"      # the name it was created with; differs once apply renamed it aside
 SPEC = f"{LABEL}.spec"      # the ContainerSpec as JSON (names of secrets, never their values)
 PASS = f"{LABEL}.pass"      # the pass that created it
+OWNER = f"{LABEL}.owner"    # the id of the state dir whose controller created it: one state dir per stack
+STATE_DIR = f"{LABEL}.state-dir"  # that state dir's path, for messages
 MANAGED_BY_US = "llm-gitops"
 
 # A replaced container is kept, stopped, under `<name><ASIDE><id12>` until its pass succeeds,
@@ -54,8 +56,11 @@ class ObservedContainer:
 
 @dataclass(frozen=True)
 class Observation:
-    """One look at the engine: our stack's containers, and the names of the desired
-    containers that exist without our labels (conflicts, never touched)."""
+    """One look at the engine: our stack's containers, and the names and ports of the
+    desired containers that others hold: containers without our labels, of another stack,
+    or of this stack but created from another state dir (conflicts, never touched)."""
 
     containers: tuple[ObservedContainer, ...]
-    foreign: Mapping[str, str] = field(default_factory=dict)   # name -> id of a container we do not own
+    foreign: Mapping[str, str] = field(default_factory=dict)   # wanted name -> who holds it (id, owner)
+    # ports held by running containers of this stack that another state dir's controller owns
+    foreign_ports: Mapping[int, str] = field(default_factory=dict)

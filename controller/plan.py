@@ -311,7 +311,8 @@ def _kept(reasons: tuple[str, ...], reuse: ObservedContainer | None) -> tuple[st
     return (*reasons, f"brings back the stopped container {reuse.name} (same spec): a start, not a create")
 
 
-def conflicts(desired: Desired, plan_: Plan, foreign: Mapping[str, str], busy_ports: Sequence[int]) -> list[Fault]:
+def conflicts(desired: Desired, plan_: Plan, foreign: Mapping[str, str], busy_ports: Sequence[int],
+              foreign_ports: Mapping[int, str] | None = None) -> list[Fault]:
     """What stops a plan before it stops anything: a desired container name taken by a
     container without our labels, and a port that a process or container the controller
     does not own listens on. `busy_ports` are the ports found taken after discounting our
@@ -324,9 +325,18 @@ def conflicts(desired: Desired, plan_: Plan, foreign: Mapping[str, str], busy_po
                 f"a container named {step.name} exists that this stack does not own ({foreign[step.name]}); "
                 "llm-gitops never touches containers it does not own",
                 f"rename or remove it yourself (docker rm -f {step.name}) if it is yours to remove, "
-                "or rename the stack in stack.yaml"))
+                "or rename the stack in stack.yaml" if "another state dir" not in foreign[step.name] else
+                "one state dir per stack: run llm-gitops with that --state-dir, or if it is gone, remove its "
+                f"containers (docker rm -f {step.name} ...) and apply again"))
     for port in sorted(set(busy_ports)):
         users = sorted(c.name for c in desired.containers if c.port == port)
+        holder = (foreign_ports or {}).get(port)
+        if holder is not None:
+            out.append(Fault(
+                f"port {port}", f"port {port}, wanted by {', '.join(users)}, is held by {holder}",
+                "one state dir per stack: run llm-gitops with that --state-dir, or if it is gone, remove its "
+                "containers (docker rm -f) and apply again"))
+            continue
         out.append(Fault(
             f"port {port}",
             f"port {port}, wanted by {', '.join(users)}, is held by a process or container llm-gitops does not manage",

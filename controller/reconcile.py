@@ -232,7 +232,7 @@ class Reconciler:
     def blockers(self, desired: Desired, the_plan: Plan, observation: Observation) -> list[Fault]:
         busy = [port for host, port in ports_to_probe(the_plan, observation.containers)
                 if self.prober.port_taken(host, port)]
-        out = conflicts(desired, the_plan, observation.foreign, busy)
+        out = conflicts(desired, the_plan, observation.foreign, busy, observation.foreign_ports)
         starting = [s.desired for s in the_plan.changes if s.desired is not None]
         for image in self.runtime.missing_images({c.image for c in starting}):
             users = ", ".join(sorted(c.name for c in starting if c.image == image))

@@ -82,7 +82,8 @@ class DockerRuntime:
     environment by default); `gateway_dir` is the host directory the gateway mounts."""
 
     def __init__(self, *, gateway_dir: Path, environ: Mapping[str, str] | None = None,
-                 client: docker.DockerClient | None = None) -> None:
+                 client: docker.DockerClient | None = None, owner: str = "", state_dir: str = "") -> None:
+        self.owner, self.state_dir = owner, state_dir
         self.environ = dict(os.environ if environ is None else environ)
         self.gateway_dir = gateway_dir
         self.where = self.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -108,10 +109,23 @@ class DockerRuntime:
         wanted = set(names)
         ours: list[obs.ObservedContainer] = []
         foreign: dict[str, str] = {}
+        foreign_ports: dict[int, str] = {}
         for summary in self.api.containers(all=True):
             labels = summary.get("Labels") or {}
             name = (summary.get("Names") or ["/"])[0].lstrip("/")
             mine = labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US and labels.get(obs.STACK) == stack
+            owner = labels.get(obs.OWNER)
+            if mine and self.owner and owner and owner != self.owner:
+                # this stack, but another state dir's controller made it: two controllers on one
+                # stack would undo each other's work, so it is a conflict, never ours to touch
+                where = labels.get(obs.STATE_DIR) or f"owner {owner}"
+                held_by = f"{summary['Id'][:12]}, managed from another state dir: {where}"
+                if name in wanted:
+                    foreign[name] = held_by
+                seen = parse(summary["Id"], name, summary.get("State", ""), labels)
+                if seen.running and seen.port is not None:
+                    foreign_ports[seen.port] = f"{name} ({held_by})"
+                continue
             if mine:
                 seen = parse(summary["Id"], name, summary.get("State", ""), labels)
                 ours.append(seen)
@@ -121,7 +135,8 @@ class DockerRuntime:
                 other = labels.get(obs.STACK) if labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US else None
                 foreign[name] = (f"{summary['Id'][:12]}, of llm-gitops stack {other}" if other
                                  else f"{summary['Id'][:12]}, without llm-gitops labels")
-        return obs.Observation(containers=tuple(sorted(ours, key=lambda c: c.name)), foreign=foreign)
+        return obs.Observation(containers=tuple(sorted(ours, key=lambda c: c.name)), foreign=foreign,
+                               foreign_ports=foreign_ports)
 
     @_engine(lambda self, images: "docker images")
     def missing_images(self, images: Iterable[str]) -> list[str]:
@@ -156,7 +171,8 @@ class DockerRuntime:
         )
         created = self.api.create_container(
             image=spec.image, command=list(spec.command) or None, name=spec.name, detach=True,
-            environment=env, labels=labels_for(spec, stack=stack, revision=revision, pass_id=pass_id),
+            environment=env, labels=labels_for(spec, stack=stack, revision=revision, pass_id=pass_id,
+                                               owner=self.owner, state_dir=self.state_dir),
             host_config=host_config, stop_timeout=STOP_TIMEOUT_S,
         )
         self._names[created["Id"]] = spec.name
@@ -227,7 +243,8 @@ class DockerRuntime:
         return text
 
 
-def labels_for(spec: ContainerSpec, *, stack: str, revision: str, pass_id: str) -> dict[str, str]:
+def labels_for(spec: ContainerSpec, *, stack: str, revision: str, pass_id: str, owner: str = "",
+               state_dir: str = "") -> dict[str, str]:
     """Our labels. The spec is stored whole (secret names only, never values) so that a live
     plan can say which field changed; the spec hash is what decides."""
     labels = {
@@ -238,6 +255,8 @@ def labels_for(spec: ContainerSpec, *, stack: str, revision: str, pass_id: str) 
     }
     if spec.provider:
         labels[obs.PROVIDER] = spec.provider
+    if owner:
+        labels[obs.OWNER], labels[obs.STATE_DIR] = owner, state_dir
     return labels
 
 

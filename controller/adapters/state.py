@@ -152,22 +152,33 @@ class StateDir:
                 continue  # a line torn by a crash mid-append
         return out
 
-    # ------------------------------------------------------------------ secrets
+    # ------------------------------------------------------------------ identity and secrets
+
+    def owner_id(self, *, create: bool = True) -> str:
+        """This state dir's id, in the labels of the containers its controller creates
+        ("" when it has none yet and `create` is False: read-only commands write nothing)."""
+        if not create and not (self.path / "owner").exists():
+            return ""
+        return self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode().strip()
+
+    def _created_once(self, name: str, make: Any) -> bytes:
+        path = self.path / name
+        if not path.exists():
+            try:  # O_EXCL: two processes starting at once agree on one value
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(make())
+                    f.flush()
+                    os.fsync(f.fileno())
+            except FileExistsError:
+                pass
+        return path.read_bytes()
 
     def fingerprints(self, names: set[str], environ: Mapping[str, str]) -> dict[str, str]:
         """HMAC-SHA256 of each secret's value under a key kept here: a rotated secret changes
         its containers' spec hashes, and the value itself is never hashed bare or stored."""
         key_path = self.path / "secret.key"
-        if not key_path.exists():
-            try:  # O_EXCL: two processes starting at once agree on one key
-                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(secrets.token_bytes(32))
-                    f.flush()
-                    os.fsync(f.fileno())
-            except FileExistsError:
-                pass
-        key = key_path.read_bytes()
+        key = self._created_once("secret.key", lambda: secrets.token_bytes(32))
         if len(key) != 32:
             raise self._fault(f"{key_path} is damaged", "remove it: the next pass makes a new key (containers that "
                               "receive secrets restart once)")

@@ -139,3 +139,19 @@ def test_a_repository_url_is_mirrored_into_the_state_dir_and_fetched_each_pass(l
     code, out, err = lab.cli("apply", "--repo", url, "--rev", "main", "--state-dir", str(lab.state))
     assert code == 0, out + err
     assert lab.status()["last_applied"] == second and f"recreated {lab.cname('alpha')}" in out
+
+
+def test_a_second_state_dir_on_the_same_stack_is_refused_not_fought(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    other = lab.state.parent / "other-state"
+    code, out, err = lab.cli("apply", "--repo", str(lab.repo.path), "--state-dir", str(other))
+    assert code == 1, out + err
+    assert "blocked before anything was stopped" in out
+    assert f"managed from another state dir: {lab.state}" in out and "one state dir per stack" in out
+    assert lab.ids() == ids  # nothing of the first controller's was touched
+    assert lab.apply()[0] == 0 and "nothing to do" in lab.apply()[1]
+    labels = lab.containers()[lab.cname("alpha")]["Config"]["Labels"]
+    assert labels["llm-gitops.state-dir"] == str(lab.state) and labels["llm-gitops.owner"] == \
+        (lab.state / "owner").read_text().strip()
