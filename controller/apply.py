@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.errors import ControllerError, EngineError, Fault, FaultError, HealthError
-from controller.observed import ASIDE, ObservedContainer
+from controller.observed import ASIDE, PASS, ObservedContainer
 from controller.plan import Action, Plan, Step
 from controller.ports import GatewayConfig, Prober, Runtime
 from controller.render import ContainerSpec, Desired
 
+FAILED_STOP_S = 2   # stop timeout for a container that failed in the pass that goes back
 Emit = Callable[..., None]   # emit(event, level="info", **fields): the caller's structured log
 
 
@@ -67,6 +68,7 @@ class Applier:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.runtime, self.prober, self.config, self.emit = runtime, prober, config, emit
         self.gate_settings, self.clock, self.sleep = gate, clock, sleep
+        self.pass_id = ""   # the pass being applied: its own failed containers are stopped without grace
 
     def apply(self, plan: Plan, desired: Desired, *, revision: str, pass_id: str,
               verify_unchanged: bool = False) -> Done:
@@ -74,6 +76,7 @@ class Applier:
         health endpoint (one probe, then the full gate if it does not): after an interrupted
         pass, a container created by it may still be starting."""
         done = Done()
+        self.pass_id = pass_id
         current: str | None = None
         try:
             swap = self.config.live_digest() != desired.config_digest
@@ -93,10 +96,11 @@ class Applier:
                 spec = step.desired
                 assert spec is not None
                 if spec.component == "gateway" and swap:
-                    if step.action is Action.RESTART:  # the live file was edited by hand: keep the edit
+                    if step.action is Action.RESTART:  # the live file may have been edited by hand
                         kept = self.config.keep_live_copy()
-                        done.add("kept", spec.name, "", copy=kept)
-                        self.emit("config_edit_kept", level="warning", path=kept)
+                        if kept:
+                            done.add("kept", spec.name, "", copy=kept)
+                            self.emit("config_edit_kept", level="warning", path=kept)
                     self._swap(done)
                     swap = False
                 current = self._run(step, spec, done, stack=desired.stack, revision=revision, pass_id=pass_id)
@@ -167,7 +171,10 @@ class Applier:
         if c.id in done.set_aside:  # already stopped first, to free its GPU or port
             return
         if c.running:
-            self.runtime.stop(c.id)
+            # One this very pass started and that failed (we are going back) serves nothing:
+            # no graceful stop (a booting LiteLLM ignores SIGTERM for the full 30 s).
+            failed_here = bool(self.pass_id) and c.labels.get(PASS) == self.pass_id
+            self.runtime.stop(c.id, timeout_s=FAILED_STOP_S if failed_here else None)
             done.add("stopped", c.name, c.id, why=why)
             self.emit("stopped", container=c.name, id=c.id[:12], why=why)
         if not c.aside:

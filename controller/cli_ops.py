@@ -56,7 +56,7 @@ def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | Non
         return load_files(source.read_commit(repo, commit, subdir))
 
     environ = dict(os.environ)
-    runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ, owner=st.owner_id(),
+    runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ, owner=st.owner_id(create=fetch),
                                            state_dir=str(st.path))
     prober = probe.NetProber()
     emit = log.emitter()
@@ -142,7 +142,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_plan_live(args: argparse.Namespace) -> int:
     """The plan against what runs now. Read-only (no lock): a URL is not fetched, the mirror
     in the state dir is read as it is."""
-    st = _state(args.state_dir)
+    st = _state(args.state_dir, create=False)
     rec = st.record()
     w = _wire(st, args.repo, args.head or "HEAD", args.path, host_name=args.host_name or rec.host_name, fetch=False)
     loaded = w.reconciler.load(w.head)
@@ -152,7 +152,7 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
         return 1
     desired = w.reconciler.render_desired(loaded)
     the_plan, observation = w.reconciler.plan_live(desired, w.reconciler.changes_since(rec.last_applied, loaded),
-                                                   also_stack=rec.applied_stack)
+                                                   also_stacks=(rec.applied_stack, rec.attempted_stack))
     base: Desired | None = None
     base_warnings: list[Any] = []
     if rec.last_applied:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.apply import Applier, ApplyFailed, Done, Emit
+from controller.apply import FAILED_STOP_S, Applier, ApplyFailed, Done, Emit
 from controller.errors import ControllerError, EngineError, Fault, FaultError, Problem
 from controller.observed import Observation
 from controller.plan import Plan, SourceChange, conflicts, plan, ports_to_probe, spec_changes
@@ -170,7 +170,7 @@ class Reconciler:
         desired = self.render_desired(loaded)
         try:
             the_plan, observation = self.plan_live(desired, self.changes_since(rec.last_applied, loaded),
-                                                   also_stack=rec.applied_stack)
+                                                   also_stacks=(rec.applied_stack, rec.attempted_stack))
         except EngineError as exc:
             return PassResult(pass_id, commit, FAILED, exc.fault.message, faults=[exc.fault]), rec
         steps = [s.as_dict() for s in the_plan.changes]
@@ -187,6 +187,7 @@ class Reconciler:
             return res, rec if host_only else self._quarantine(rec, commit, msg)
 
         attempts = rec.inflight_attempts + 1 if rec.inflight == commit else 1
+        rec = dataclasses.replace(rec, attempted_stack=desired.stack)
         self.store.save(dataclasses.replace(rec, inflight=commit, inflight_attempts=attempts))
         try:
             done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
@@ -218,12 +219,13 @@ class Reconciler:
         return spec_changes(dict(base), dict(loaded.raw))
 
     def plan_live(self, desired: Desired, changes: Sequence[SourceChange] = (),
-                  also_stack: str | None = None) -> tuple[Plan, Observation]:
-        """Observe and plan. `also_stack`: the stack the last applied commit named; when the
-        spec renames the stack, its containers are planned for removal, not left running."""
+                  also_stacks: Sequence[str] = ()) -> tuple[Plan, Observation]:
+        """Observe and plan. `also_stacks`: the stacks the last applied and the last
+        attempted commits named; when a spec renames the stack (or a failed commit did),
+        their containers are planned for removal, not left running on the ports."""
         observation = self.runtime.observe(desired.stack, [c.name for c in desired.containers])
-        if also_stack and also_stack != desired.stack:
-            old = self.runtime.observe(also_stack)
+        for other in dict.fromkeys(s for s in also_stacks if s and s != desired.stack):
+            old = self.runtime.observe(other)
             observation = dataclasses.replace(observation, containers=observation.containers + old.containers)
         the_plan = plan(desired, observation.containers, changes=changes,
                         live_config_digest=self.config.live_digest())
@@ -260,7 +262,7 @@ class Reconciler:
         if good is None:
             if exc.container_id:  # do not leave a failed container crash-looping or holding a GPU
                 try:
-                    self.runtime.stop(exc.container_id)
+                    self.runtime.stop(exc.container_id, timeout_s=FAILED_STOP_S)
                 except FaultError:
                     pass
             res.message += ". There is no last good commit to go back to: nothing else was stopped"
@@ -281,7 +283,9 @@ class Reconciler:
                 return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} no longer loads"}, None
             desired = self.render_desired(loaded)
             # reasons read as "going back": the spec keys that differ from the failed commit
-            the_plan, _ = self.plan_live(desired, spec_changes(dict(failed.raw), dict(loaded.raw)))
+            failed_stack = failed.spec.stack.name if failed.spec is not None else ""
+            the_plan, _ = self.plan_live(desired, spec_changes(dict(failed.raw), dict(loaded.raw)),
+                                         also_stacks=(failed_stack,))
             done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id)
         except (ApplyFailed, FaultError) as exc:
             fault = exc.fault

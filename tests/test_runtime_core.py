@@ -95,6 +95,7 @@ class FakeRuntime:
 
     def __init__(self, crash: set[str] = frozenset()) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.stop_timeouts: list[int | None] = []
         self.names: dict[str, str] = {}
         self.crash = crash
 
@@ -116,8 +117,9 @@ class FakeRuntime:
     def start(self, cid: str) -> None:
         self.calls.append(("start", self._name(cid)))
 
-    def stop(self, cid: str) -> None:
+    def stop(self, cid: str, *, timeout_s: int | None = None) -> None:
         self.calls.append(("stop", self._name(cid)))
+        self.stop_timeouts.append(timeout_s)
 
     def rename(self, cid: str, name: str) -> None:
         self.calls.append(("rename", name))
@@ -455,3 +457,37 @@ def test_keys_only_the_controller_reads_are_never_given_as_reasons() -> None:
     steps = plan(render(new.spec), actual_from(render(old.spec)), changes=spec_changes(dict(old.raw), dict(new.raw)))
     assert [(s.name, s.reasons) for s in steps.changes] == [
         ("demo-vllm-tiny", ("providers.yaml: vllm-tiny.container.args",))]
+
+
+def test_the_health_gate_wants_good_answers_in_a_row() -> None:
+    from controller.render.containers import Health
+
+    class Flaky(FakeProber):
+        def __init__(self, answers: list[bool]) -> None:
+            self.answers, self.asked = answers, 0
+
+        def healthy(self, health: Health) -> tuple[bool, str]:
+            self.asked += 1
+            return self.answers.pop(0), "scripted"
+
+    after = demo()
+    spec = after.containers[1]
+    prober = Flaky([True, True, False, True, False, True, True, True, True])
+    applier = Applier(runtime=FakeRuntime(), prober=prober, config=FakeConfig(), emit=lambda *a, **k: None,
+                      gate=Gate(samples=3, interval_s=0), sleep=lambda s: None)
+    applier._gate("new-x", spec)
+    assert prober.asked == 8  # the first three good answers in a row are the 6th, 7th and 8th
+
+
+def test_a_container_that_failed_in_this_pass_is_stopped_without_grace_when_going_back() -> None:
+    from controller.observed import PASS
+    good, bad = demo(), demo(**{'"2048"]': '"2048", --seed, "1"]'})
+    running = observed(bad)
+    running = [dataclasses.replace(c, labels={PASS: "p1"}) if c.key == "vllm-tiny" else c for c in running]
+    runtime, config = FakeRuntime(), FakeConfig()
+    config.digest = good.config_digest
+    _applier(runtime, config).apply(plan(good, running), good, revision="r", pass_id="p1")
+    assert runtime.calls[0] == ("stop", "demo-vllm-tiny") and runtime.stop_timeouts[0] == 2
+    runtime = FakeRuntime()
+    _applier(runtime, config).apply(plan(good, running), good, revision="r", pass_id="another pass")
+    assert runtime.stop_timeouts[0] is None  # anyone else's: the full grace period

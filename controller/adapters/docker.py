@@ -199,9 +199,9 @@ class DockerRuntime:
     def start(self, container_id: str) -> None:
         self.api.start(container_id)
 
-    @_engine(lambda self, cid: self.subject(cid))
-    def stop(self, container_id: str) -> None:
-        self.api.stop(container_id, timeout=STOP_TIMEOUT_S)
+    @_engine(lambda self, cid, **_: self.subject(cid))
+    def stop(self, container_id: str, *, timeout_s: int | None = None) -> None:
+        self.api.stop(container_id, timeout=STOP_TIMEOUT_S if timeout_s is None else timeout_s)
 
     @_engine(lambda self, cid, name: self.subject(cid))
     def rename(self, container_id: str, name: str) -> None:

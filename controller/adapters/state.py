@@ -201,7 +201,14 @@ class StateDir:
                               "free disk space or fix permissions; the live config was not touched") from None
 
     def keep_live_copy(self) -> str:
-        """Before the live file is replaced because it was edited by hand: keep the edit."""
+        """Before the live file is replaced because it differs from the commit's: keep it,
+        unless it is the file the controller itself swapped in last (an interrupted pass
+        left it), which is no one's edit. Returns where it was kept, or ""."""
+        try:
+            if (self.gateway_dir / ".staging" / "swapped").read_text().strip() == self.live_digest():
+                return ""
+        except FileNotFoundError:
+            pass
         target = self.path / f"gateway-config.edited-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.yaml"
         try:
             write_atomic(target, self._live.read_bytes())
@@ -228,8 +235,10 @@ class StateDir:
     def swap(self) -> None:
         """os.replace into the directory the gateway mounts: it sees the old or the new file."""
         try:
+            digest = hashlib.sha256(self._staged.read_bytes()).hexdigest()
             os.replace(self._staged, self._live)
             _fsync_dir(self.gateway_dir)
+            write_atomic(self.gateway_dir / ".staging" / "swapped", digest.encode())
         except OSError as exc:
             raise self._fault(f"cannot swap in {self._live}: {exc.strerror or exc}",
                               "fix the state dir; the pass goes back to the last good commit") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
 import pytest
 
@@ -59,10 +61,12 @@ def test_each_change_restarts_only_what_it_feeds(lab: Lab) -> None:
     ids = now
 
     # a description: nothing restarts, and the commit is recorded as applied
+    started = {n: i["State"]["StartedAt"] for n, i in lab.containers().items()}
     lab.providers["beta"]["description"] = "now with a description"
     commit = lab.commit("describe beta")
     code, out, _ = lab.apply()
     assert code == 0 and lab.ids() == ids
+    assert {n: i["State"]["StartedAt"] for n, i in lab.containers().items()} == started
     assert lab.status()["last_applied"] == commit
 
     # a model mapping: the gateway only
@@ -137,3 +141,31 @@ def test_gpus_become_a_device_request_or_a_clear_error(lab: Lab, monkeypatch: py
         assert "NVIDIA Container Toolkit" in out and "LLM_GITOPS_NO_GPU_REQUESTS=1" in out
         requests = lab.containers()[lab.cname("alpha")]["HostConfig"]["DeviceRequests"]
         assert requests[0]["DeviceIDs"] == ["0"] and requests[0]["Capabilities"] == [["gpu"]]
+
+
+def test_volumes_ipc_and_shm_reach_the_container(lab: Lab, tmp_path: Any) -> None:
+    """(`privileged` is passed the same way, but this sandboxed engine cannot start one.)"""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "weights.txt").write_text("not really weights")
+    volume = f"{lab.name}-cache"
+    lab.stack["policy"]["allowed_mount_roots"] = [str(tmp_path)]
+    lab.providers["alpha"]["container"].update(
+        volumes=[f"{models}:/models:ro", f"{volume}:/root/.cache"], ipc="host")
+    lab.providers["beta"]["container"]["shm_size"] = "256m"  # either ipc: host or shm_size
+    lab.commit("alpha with mounts")
+    try:
+        code, out, err = lab.apply()
+        assert code == 0, out + err
+        info = lab.containers()[lab.cname("alpha")]
+        host = info["HostConfig"]
+        assert host["IpcMode"] == "host" and host["Privileged"] is False
+        assert lab.containers()[lab.cname("beta")]["HostConfig"]["ShmSize"] == 256 * 1024 * 1024
+        mounts = {m["Destination"]: (m["Type"], m.get("Name") or m["Source"], m["RW"]) for m in info["Mounts"]}
+        assert mounts == {"/models": ("bind", str(models), False), "/root/.cache": ("volume", volume, True)}
+        exec_id = lab.engine.api.exec_create(info["Id"], ["cat", "/models/weights.txt"])
+        assert lab.engine.api.exec_start(exec_id).decode() == "not really weights"
+    finally:
+        lab.cleanup()
+        with contextlib.suppress(Exception):
+            lab.engine.api.remove_volume(volume, force=True)

@@ -279,3 +279,24 @@ def test_a_wrong_path_is_an_error_not_a_quarantine(lab: Lab) -> None:
     assert code == 1 and "no directory `no/such/dir`" in err and "check --path" in err
     assert lab.status()["quarantined"] == {}
     assert lab.apply()[0] == 0 and lab.status()["last_applied"] == commit
+
+
+def test_a_failing_commit_that_renames_the_stack_goes_back_to_the_old_one(lab: Lab) -> None:
+    good = lab.commit("good")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    old_name = lab.name
+    lab.stack["name"] = old_name + "x"
+    lab.providers["beta"]["container"].update(env={"STUB_UNHEALTHY": "1"}, startup_timeout_s=2)
+    bad = lab.commit("renamed and broken")
+    try:
+        code, out, err = lab.apply()
+        assert code == 1, out + err
+        assert f"Rolled back to {good[:12]}, which serves again" in out
+        assert lab.ids() == ids and all(lab.containers()[n]["State"]["Running"] for n in ids)
+        assert lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}x"}) == []
+        assert bad in lab.status()["quarantined"]
+        assert lab.apply()[0] == 1 and lab.ids() == ids  # skipped, and the old stack still serves
+    finally:
+        for c in lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}x"}):
+            lab.engine.api.remove_container(c["Id"], force=True)
