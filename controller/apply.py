@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.errors import ControllerError, EngineError, Fault, FaultError, HealthError
+from controller.errors import ControllerError, EngineError, Fault, FaultError, HealthError, StateError
 from controller.observed import ASIDE, PASS, ObservedContainer
 from controller.plan import Action, Plan, Step
 from controller.ports import GatewayConfig, Prober, Runtime
@@ -52,10 +52,18 @@ class Done:
 
 
 class ApplyFailed(ControllerError):
+    """`host_fault`: the host failed, not the commit (the engine stopped answering, the
+    state dir could not be written, a container was removed by hand mid-pass): the pass
+    goes back, but the commit is not quarantined."""
+
     def __init__(self, fault: Fault, done: Done, *, container_id: str | None = None,
-                 engine_down: bool = False) -> None:
-        self.fault, self.done, self.container_id, self.engine_down = fault, done, container_id, engine_down
+                 host_fault: bool = False) -> None:
+        self.fault, self.done, self.container_id, self.host_fault = fault, done, container_id, host_fault
         super().__init__(fault.format())
+
+
+class Interfered(FaultError):
+    """A container the pass was waiting on disappeared: someone removed it by hand."""
 
 
 def aside_name(c: ObservedContainer) -> str:
@@ -115,13 +123,16 @@ class Applier:
                     if step.action is Action.UNCHANGED and step.desired is not None and step.actual is not None:
                         current = step.actual.id
                         if not self.prober.healthy(step.desired.health)[0]:
+                            if not self.runtime.state(current).running:  # stopped by hand during the pass
+                                self.runtime.start(current)
+                                done.add("started", step.name, current, why="stopped during the pass")
                             self._gate(current, step.desired)
                         self.runtime.keep_running(current)  # it may come from the interrupted pass
                         current = None
         except FaultError as exc:
-            raise ApplyFailed(exc.fault, done, container_id=current,
-                              engine_down=isinstance(exc, EngineError) and exc.fault.subject.startswith("docker engine")) \
-                from None
+            host = (isinstance(exc, (StateError, Interfered))
+                    or isinstance(exc, EngineError) and exc.fault.subject.startswith("docker engine"))
+            raise ApplyFailed(exc.fault, done, container_id=current, host_fault=host) from None
         except Exception as exc:  # a bug or an unexpected OSError: still go back, and say what broke
             raise ApplyFailed(Fault("pass", f"unexpected {type(exc).__name__}: {exc}",
                                     "this is a bug in llm-gitops; please report it with `llm-gitops history`"),
@@ -195,6 +206,10 @@ class Applier:
         good, seen, next_note = 0, "", t0 + g.progress_every_s
         while True:
             st = self.runtime.state(cid)
+            if st.status == "missing":
+                raise Interfered(Fault(f"container {spec.name}", "was removed outside llm-gitops while the pass "
+                                       "waited for it", "leave the stack's containers to llm-gitops; the next pass "
+                                       "re-creates it"))
             if not st.running or st.restart_count > restarts:
                 # With restart policy unless-stopped the engine may already have restarted it, and
                 # then the exit status it reports is the new run's: say what is known.

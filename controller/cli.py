@@ -355,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:
+        _err("interrupted; nothing is left half done for long: the next pass plans from what runs and finishes it")
+        return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if getattr(args, "debug", False):
             raise

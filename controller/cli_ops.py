@@ -63,7 +63,8 @@ def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | Non
     reconciler = Reconciler(
         runtime=runtime, prober=prober, store=st, config=st, load=load,
         fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
-        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit), host_name=host_name)
+        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit), host_name=host_name,
+        is_ancestor=lambda a, b: source.is_ancestor(repo, a, b))
     return Wiring(reconciler, repo, head)
 
 
@@ -161,7 +162,11 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
         base_warnings = old.warnings
     blockers = w.reconciler.blockers(desired, the_plan, observation)
     result = review(the_plan, base, desired, head_warnings=loaded.warnings, base_warnings=base_warnings)
-    result = dataclasses.replace(result, preface=tuple(f"blocked: {f.message}" for f in blockers))
+    preface = [f"blocked: {f.subject}: {f.message}" for f in blockers]
+    if w.head in rec.quarantined:
+        preface.insert(0, f"{w.head[:12]} is quarantined ({rec.quarantined[w.head].reason}): apply serves the last "
+                          "good commit instead, until a newer commit or `llm-gitops retry`")
+    result = dataclasses.replace(result, preface=tuple(preface))
     label = f"live ({rec.last_applied[:12]})" if rec.last_applied else "live"
     if args.format == "json":
         body = json.loads(report.plan_json(result, base=label, head=w.head))

@@ -254,6 +254,7 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
     removed otherwise. `live_config_digest`: the sha256 of the gateway's config file on disk,
     when known; a file edited by hand restarts the gateway after the file is put back.
     """
+    actual = list({(a.id or a.name): a for a in actual}.values())  # each container once, whoever listed it
     by_name = {a.name: a for a in actual if not a.aside}
     aside: dict[str, list[ObservedContainer]] = {}
     for a in actual:
@@ -279,9 +280,11 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
                               ("stopped, spec unchanged",), spec, have))
         elif (spec.component == "gateway" and live_config_digest is not None
               and live_config_digest != desired.config_digest):
-            steps.append(Step(Action.RESTART, spec.key, spec.name, spec.component,
-                              ("the live config file differs from the commit's (edited by hand?): "
-                               "it is put back and the gateway restarted",), spec, have))
+            why = ("the live config file is missing: it is written again and the gateway restarted"
+                   if live_config_digest == "" else
+                   "the live config file differs from the commit's (edited by hand?): "
+                   "it is put back and the gateway restarted")
+            steps.append(Step(Action.RESTART, spec.key, spec.name, spec.component, (why,), spec, have))
         else:
             steps.append(Step(Action.UNCHANGED, spec.key, spec.name, spec.component, (), spec, have))
     for have in by_name.values():

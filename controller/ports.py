@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from controller.observed import Observation
 from controller.record import Record
+from controller.render import Desired
 from controller.render.containers import ContainerSpec, Health
 
 
@@ -73,3 +74,5 @@ class StateStore(Protocol):
     def save(self, record: Record) -> None: ...
     def append_history(self, entry: Mapping[str, Any]) -> None: ...
     def history(self) -> list[dict[str, Any]]: ...
+    def save_snapshot(self, commit: str, desired: Desired) -> None: ...   # what the applied commit runs
+    def snapshot(self, commit: str) -> Desired | None: ...               # None: not that commit's, or damaged

@@ -86,6 +86,9 @@ class Reconciler:
     emit: Emit
     applier: Applier
     host_name: str | None = None
+    # whether commit a is an ancestor of commit b (git): a quarantined commit that the applied
+    # one descends from is superseded, and forgotten
+    is_ancestor: Callable[[str, str], bool] = lambda a, b: False
 
     # ------------------------------------------------------------------ the pass
 
@@ -134,11 +137,18 @@ class Reconciler:
         result, rec = self._pass(commit, pass_id, rec)
         if not result.ok and pin_to is not None:  # a failed rollback --to keeps no pin
             rec = dataclasses.replace(rec, pinned=before.pinned, pinned_head=before.pinned_head)
-        if result.ok and commit == head:  # the head serves: older quarantined commits no longer matter
-            rec = dataclasses.replace(rec, quarantined={})
+        if result.ok and result.outcome == APPLIED:  # quarantined ancestors are superseded
+            rec = dataclasses.replace(rec, quarantined={c: q for c, q in rec.quarantined.items()
+                                                        if c != commit and not self._ancestor(c, commit)})
         if result.outcome == NOOP and rec == before:
             return result, None  # the promised no-op: one list call, nothing written
         return result, rec
+
+    def _ancestor(self, a: str, b: str) -> bool:
+        try:
+            return self.is_ancestor(a, b)
+        except ControllerError:
+            return False
 
     def _skip(self, head: str, q: Quarantine, rec: Record, changed: bool) -> tuple[PassResult, Record | None]:
         """The head is quarantined: converge to the last good commit instead (drift is still
@@ -225,8 +235,9 @@ class Reconciler:
         their containers are planned for removal, not left running on the ports."""
         observation = self.runtime.observe(desired.stack, [c.name for c in desired.containers])
         for other in dict.fromkeys(s for s in also_stacks if s and s != desired.stack):
-            old = self.runtime.observe(other)
-            observation = dataclasses.replace(observation, containers=observation.containers + old.containers)
+            seen = {c.id for c in observation.containers}
+            old = tuple(c for c in self.runtime.observe(other).containers if c.id not in seen)
+            observation = dataclasses.replace(observation, containers=observation.containers + old)
         the_plan = plan(desired, observation.containers, changes=changes,
                         live_config_digest=self.config.live_digest())
         return the_plan, observation
@@ -256,7 +267,7 @@ class Reconciler:
         res = PassResult(pass_id, commit, FAILED, f"failed: {fault.subject}: {fault.message}",
                          steps=steps, done=exc.done.actions, faults=[fault])
         rec = dataclasses.replace(rec, inflight=None, inflight_attempts=0)
-        if not exc.engine_down and commit != rec.last_good:
+        if not exc.host_fault and commit != rec.last_good:
             rec = self._quarantine(rec, commit, f"{fault.subject}: {fault.message}")
         good = rec.last_good
         if good is None:
@@ -278,14 +289,22 @@ class Reconciler:
     def _rollback(self, good: str, pass_id: str, failed: Loaded) -> tuple[dict[str, Any], Desired | None]:
         self.emit("rollback_start", level="warning", to=good[:12])
         try:
-            loaded = self.load(good)
-            if loaded.spec is None or loaded.errors:
-                return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} no longer loads"}, None
-            desired = self.render_desired(loaded)
-            # reasons read as "going back": the spec keys that differ from the failed commit
+            # what the good commit ran, as the state dir kept it: no git needed (the commit may
+            # be gone after a force-push), and exactly the hashes of the containers set aside
+            desired = self.store.snapshot(good)
+            changes: list[SourceChange] = []
+            try:
+                loaded = self.load(good)
+                if loaded.spec is not None and not loaded.errors:
+                    desired = desired or self.render_desired(loaded)
+                    changes = spec_changes(dict(failed.raw), dict(loaded.raw))  # reasons read as going back
+            except ControllerError:
+                pass
+            if desired is None:
+                return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} can no longer be read "
+                        "and the state dir keeps no copy of what it ran"}, None
             failed_stack = failed.spec.stack.name if failed.spec is not None else ""
-            the_plan, _ = self.plan_live(desired, spec_changes(dict(failed.raw), dict(loaded.raw)),
-                                         also_stacks=(failed_stack,))
+            the_plan, _ = self.plan_live(desired, changes, also_stacks=(failed_stack,))
             done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id)
         except (ApplyFailed, FaultError) as exc:
             fault = exc.fault
@@ -302,6 +321,7 @@ class Reconciler:
                                    inflight=None, inflight_attempts=0)
 
     def _applied(self, rec: Record, commit: str, desired: Desired) -> Record:
+        self.store.save_snapshot(commit, desired)
         rec = rec.with_good(commit)
         return dataclasses.replace(
             rec, last_applied=commit, applied_stack=desired.stack, inflight=None, inflight_attempts=0,

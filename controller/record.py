@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 
 @dataclass(frozen=True)
 class Quarantine:
@@ -46,15 +48,23 @@ class Record:
         return body
 
     @classmethod
-    def from_dict(cls, body: dict[str, Any]) -> Record:
+    def from_dict(cls, body: Any) -> Record:
+        """Raises ValueError (naming the field) for a body of the wrong shape."""
+        if not isinstance(body, dict):
+            raise ValueError(f"expected a JSON object, found {type(body).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        data = {k: v for k, v in body.items() if k in known}
-        data["quarantined"] = {c: Quarantine(**q) for c, q in (body.get("quarantined") or {}).items()}
-        data["good_trail"] = tuple(body.get("good_trail") or ())
-        return cls(**data)
+        try:
+            return _RECORD.validate_python({k: v for k, v in body.items() if k in known}, strict=False)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}") from None
 
     def with_good(self, commit: str, *, keep: int = 20) -> Record:
         trail = self.good_trail
         if self.last_good and self.last_good != commit:
             trail = (self.last_good, *[c for c in trail if c != self.last_good])[:keep]
         return dataclasses.replace(self, last_good=commit, good_trail=tuple(c for c in trail if c != commit))
+
+
+_RECORD: TypeAdapter[Record] = TypeAdapter(Record)

@@ -47,16 +47,26 @@ def test_a_set_aside_container_with_the_wanted_spec_is_brought_back_not_recreate
     running = {c.name: c for c in observed(new)}  # the new vLLM runs (a failed pass)...
     vllm_old = next(c for c in observed(old) if c.key == "vllm-tiny")
     aside = dataclasses.replace(vllm_old, name=f"{vllm_old.name}{ASIDE}abc", original_name=vllm_old.name,
-                                running=False)  # ...and the old one waits aside
+                                running=False, id="a" * 64)  # ...and the old one waits aside
     steps = plan(old, [*running.values(), aside]).changes
     assert [(s.action, s.name) for s in steps] == [(Action.RECREATE, "demo-vllm-tiny")]
     assert steps[0].reuse == aside and "brings back the stopped container" in steps[0].reasons[-1]
 
 
+def test_a_container_listed_twice_is_planned_once() -> None:
+    old, new = demo(), demo(**{'"2048"]': '"2048", --seed, "1"]'})
+    vllm_old = next(c for c in observed(old) if c.key == "vllm-tiny")
+    aside = dataclasses.replace(vllm_old, name=f"{vllm_old.name}{ASIDE}abc", original_name=vllm_old.name,
+                                running=False, id="a" * 64)
+    running = [c for c in observed(new) if c.key != "vllm-tiny"]
+    steps = plan(old, [*running, aside, aside]).changes  # e.g. observed as this stack's and as the owner's
+    assert [(s.action, s.name, s.reuse == aside) for s in steps] == [(Action.CREATE, "demo-vllm-tiny", True)]
+
+
 def test_a_set_aside_container_that_matches_nothing_is_removed_last() -> None:
     desired = demo()
     stale = dataclasses.replace(observed(desired)[1], name=f"demo-vllm-tiny{ASIDE}x", original_name="demo-vllm-tiny",
-                                spec_hash="0" * 64, running=False)
+                                spec_hash="0" * 64, running=False, id="s" * 64)
     steps = plan(desired, [*observed(desired), stale]).changes
     assert [(s.action, s.name) for s in steps] == [(Action.REMOVE, stale.name)]
     assert "set aside by an earlier pass" in steps[0].reasons[0]
@@ -308,6 +318,13 @@ def test_a_garbled_health_answer_is_unhealthy_not_a_crash() -> None:
 class MemoryStore:
     def __init__(self) -> None:
         self.rec, self.entries, self.saves = Record(), [], 0
+        self.snapshots: dict[str, Desired] = {}
+
+    def save_snapshot(self, commit: str, desired: Desired) -> None:
+        self.snapshots = {commit: desired}
+
+    def snapshot(self, commit: str) -> Desired | None:
+        return self.snapshots.get(commit)
 
     def record(self) -> Record:
         return self.rec
@@ -342,7 +359,7 @@ class ScriptedApplier:
         self.calls.append(desired.stack)
         fault = self.script.pop(0) if self.script else None
         if fault is not None:
-            raise ApplyFailed(fault[0], Done(), engine_down=fault[1])
+            raise ApplyFailed(fault[0], Done(), host_fault=fault[1])
         return Done()
 
 
@@ -491,3 +508,60 @@ def test_a_container_that_failed_in_this_pass_is_stopped_without_grace_when_goin
     runtime = FakeRuntime()
     _applier(runtime, config).apply(plan(good, running), good, revision="r", pass_id="another pass")
     assert runtime.stop_timeouts[0] is None  # anyone else's: the full grace period
+
+
+def test_a_record_of_the_wrong_shape_is_named_not_a_crash(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    st = StateDir(tmp_path)
+    for body, field in (('{"quarantined": 5}', "quarantined"), ("[]", "JSON object"), ('{"last_good": 7}', "last_good"),
+                        ('{"good_trail": 5}', "good_trail")):
+        (tmp_path / "record.json").write_text(body)
+        with pytest.raises(StateError) as caught:
+            st.record()
+        assert field in str(caught.value) and "move" in caught.value.fault.hint
+    (tmp_path / "history.jsonl").write_text('[1]\n"x"\n{"pass": 3}\n')
+    assert st.history() == [{"pass": 3}]
+
+
+def test_log_tails_lose_every_line_of_a_multi_line_secret() -> None:
+    from types import SimpleNamespace
+    from controller.adapters.docker import DockerRuntime
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(f"LINE{i}abcdef0123456789" for i in range(60)) + "\n-----END"
+    fake = SimpleNamespace(_secrets={"TLS_KEY"}, environ={"TLS_KEY": pem, "OTHER": "visible"})
+    tail = "\n".join(pem.splitlines()[-3:]) + "\nstarting with OTHER=visible"
+    shown = DockerRuntime.redact(fake, tail)  # type: ignore[arg-type]
+    assert "abcdef0123456789" not in shown and shown.count("<TLS_KEY>") == 3 and "OTHER=visible" in shown
+
+
+@pytest.mark.parametrize("label", ['{"gpus": 5}', '{"port": [1]}', '{"health": {"x": 1}}', '[]', 'not json',
+                                   '{"secret_env": "A"}'])
+def test_a_spec_label_edited_into_nonsense_leaves_the_spec_unknown(label: str) -> None:
+    from controller.adapters.docker import parse
+    seen = parse("c" * 64, "demo-x", "running", {"llm-gitops.spec": label, "llm-gitops.spec-hash": "h"})
+    assert seen.spec is None and seen.gpus is None and seen.port is None and seen.spec_hash == "h"
+
+
+def test_applying_an_older_commit_keeps_the_heads_quarantine() -> None:
+    store, running = _served_good()
+    store.rec = dataclasses.replace(store.rec, quarantined={BAD: Quarantine("health", "t")})
+    older = "c" * 40
+    specs = {**SPECS, older: SPECS[GOOD]}
+    rec = _reconciler(store, ObservingRuntime(running), ScriptedApplier(), specs)
+    rec.is_ancestor = lambda a, b: (a, b) == (older, BAD)  # BAD descends from older, not the reverse
+    result = rec.run(older)  # apply --rev <older>
+    assert result.ok and BAD in store.rec.quarantined
+    rec.is_ancestor = lambda a, b: (a, b) == (BAD, GOOD)  # a fix on top of BAD supersedes it
+    store.rec = dataclasses.replace(store.rec, last_applied=older)
+    assert rec.run(GOOD).ok and store.rec.quarantined == {}
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller import cli
+
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_validate", interrupted)
+    assert cli.main(["validate", str(ROOT / "config" / "demo")]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("llm-gitops: interrupted;") and "Traceback" not in err

@@ -96,6 +96,14 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise EngineError(_unreachable(self.where, exc)) from None
 
+    def _mine(self, labels: Mapping[str, str], stack: str) -> bool:
+        """Made by this state dir (its id, or its path if the id file was lost), in any
+        stack; or, without an owner label on either side, simply of this stack."""
+        owner = labels.get(obs.OWNER)
+        if not owner or not self.owner:
+            return labels.get(obs.STACK) == stack
+        return owner == self.owner or (bool(self.state_dir) and labels.get(obs.STATE_DIR) == self.state_dir)
+
     def subject(self, container_id: str) -> str:
         name = self._names.get(container_id)
         return f"container {name} ({container_id[:12]})" if name else f"container {container_id[:12]}"
@@ -113,28 +121,29 @@ class DockerRuntime:
         for summary in self.api.containers(all=True):
             labels = summary.get("Labels") or {}
             name = (summary.get("Names") or ["/"])[0].lstrip("/")
-            mine = labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US and labels.get(obs.STACK) == stack
-            owner = labels.get(obs.OWNER)
-            if mine and self.owner and owner and owner != self.owner:
-                # this stack, but another state dir's controller made it: two controllers on one
-                # stack would undo each other's work, so it is a conflict, never ours to touch
-                where = labels.get(obs.STATE_DIR) or f"owner {owner}"
-                held_by = f"{summary['Id'][:12]}, managed from another state dir: {where}"
+            if labels.get(obs.MANAGED_BY) != obs.MANAGED_BY_US:
                 if name in wanted:
-                    foreign[name] = held_by
-                seen = parse(summary["Id"], name, summary.get("State", ""), labels)
-                if seen.running and seen.port is not None:
-                    foreign_ports[seen.port] = f"{name} ({held_by})"
+                    foreign[name] = f"{summary['Id'][:12]}, without llm-gitops labels"
                 continue
-            if mine:
-                seen = parse(summary["Id"], name, summary.get("State", ""), labels)
+            seen = parse(summary["Id"], name, summary.get("State", ""), labels)
+            if self._mine(labels, stack):
+                # this stack's, or another stack's that this state dir made (a renamed stack,
+                # leftovers of interrupted passes): the plan removes what is not wanted
                 ours.append(seen)
                 self._names[summary["Id"]] = name
                 self._secrets |= set((seen.spec or {}).get("secret_env") or ())
-            elif name in wanted:
-                other = labels.get(obs.STACK) if labels.get(obs.MANAGED_BY) == obs.MANAGED_BY_US else None
-                foreign[name] = (f"{summary['Id'][:12]}, of llm-gitops stack {other}" if other
-                                 else f"{summary['Id'][:12]}, without llm-gitops labels")
+                continue
+            if labels.get(obs.STACK) != stack:
+                if name in wanted:
+                    foreign[name] = f"{summary['Id'][:12]}, of llm-gitops stack {labels.get(obs.STACK)}"
+                continue
+            # this stack, but another state dir's controller made it: two controllers on one
+            # stack would undo each other's work, so it is a conflict, never ours to touch
+            held_by = f"{summary['Id'][:12]}, managed from another state dir: {labels.get(obs.STATE_DIR) or '?'}"
+            if name in wanted:
+                foreign[name] = held_by
+            if seen.running and seen.port is not None:
+                foreign_ports[seen.port] = f"{name} ({held_by})"
         return obs.Observation(containers=tuple(sorted(ours, key=lambda c: c.name)), foreign=foreign,
                                foreign_ports=foreign_ports)
 
@@ -235,11 +244,13 @@ class DockerRuntime:
 
     def redact(self, text: str) -> str:
         """Servers print their settings at start (vLLM's non-default args): a log tail that
-        goes into an error message and the history must not carry a secret's value."""
+        goes into an error message and the history must not carry a secret's value, whole
+        or (a multi-line key cut by the tail) line by line."""
         for name in self._secrets:
             value = self.environ.get(name, "")
-            if len(value) >= 4:
-                text = text.replace(value, f"<{name}>")
+            pieces = [value, *(line.strip() for line in value.splitlines())]
+            for piece in sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True):
+                text = text.replace(piece, f"<{name}>")
         return text
 
 
@@ -261,14 +272,10 @@ def labels_for(spec: ContainerSpec, *, stack: str, revision: str, pass_id: str, 
 
 
 def parse(container_id: str, name: str, state: str, labels: Mapping[str, str]) -> obs.ObservedContainer:
-    """Our labels -> ObservedContainer. A label that does not parse leaves `spec` unknown;
-    the spec hash alone still decides."""
-    try:
-        spec = json.loads(labels.get(obs.SPEC, ""))
-    except ValueError:
-        spec = None
-    if not isinstance(spec, dict):
-        spec = None
+    """Our labels -> ObservedContainer. A spec label that does not parse, or whose fields
+    have the wrong types (edited by hand), leaves `spec` unknown: the spec hash alone still
+    decides, and nothing is known about its GPUs or port."""
+    spec = _spec_label(labels.get(obs.SPEC, ""))
     gpus = spec.get("gpus") if spec else None
     component = labels.get(obs.COMPONENT, "provider")
     return obs.ObservedContainer(
@@ -278,3 +285,19 @@ def parse(container_id: str, name: str, state: str, labels: Mapping[str, str]) -
         gpus=tuple(gpus) if isinstance(gpus, list) else gpus, port=spec.get("port") if spec else None,
         spec=spec, id=container_id, revision=labels.get(obs.REVISION), original_name=labels.get(obs.NAME),
         state=state, labels=dict(labels))
+
+
+def _spec_label(text: str) -> dict[str, Any] | None:
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(spec, dict):
+        return None
+    gpus, port, health = spec.get("gpus"), spec.get("port"), spec.get("health")
+    ok = ((gpus is None or gpus == "all" or isinstance(gpus, list) and all(isinstance(g, str) for g in gpus))
+          and (port is None or isinstance(port, int) and not isinstance(port, bool))
+          and (health is None or isinstance(health, dict) and health.get("kind") in ("http", "redis")
+               and isinstance(health.get("url"), str) and set(health) <= {"kind", "url"})
+          and isinstance(spec.get("secret_env", []), list))
+    return spec if ok else None

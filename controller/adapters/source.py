@@ -77,6 +77,14 @@ def ancestors(repo: git.Repo, rev: str, *, limit: int) -> list[str]:
         raise SourceError(f"{repo.working_dir}: cannot walk the history of `{rev}`: {exc}") from exc
 
 
+def is_ancestor(repo: git.Repo, a: str, b: str) -> bool:
+    """Whether commit `a` is an ancestor of commit `b`; False when either is unknown."""
+    try:
+        return bool(repo.is_ancestor(a, b))
+    except (git.exc.GitCommandError, ValueError):
+        return False
+
+
 def _relative(repo: git.Repo, subdir: str) -> str:
     """`--path` as a path inside the repository: `./specs/`, `specs` and `/abs/repo/specs` agree."""
     subdir = subdir.strip()

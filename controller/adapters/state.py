@@ -6,6 +6,8 @@ and `apply` stages and swaps the gateway config here (`controller.ports.StateSto
 
     lock                       flock'ed by the one controller using this directory
     record.json                the revision record (atomic: temp file, fsync, rename)
+    applied.json               what the last applied commit runs (container specs, config): going
+                               back to it needs no git
     history.jsonl              one JSON line per pass (fsynced appends; a torn last line is skipped)
     secret.key                 HMAC key for secret fingerprints (0600)
     gateway/config.yaml        the live LiteLLM config; the gateway mounts `gateway/` (0600)
@@ -32,8 +34,10 @@ import yaml
 
 from controller.errors import Fault, StateError
 from controller.record import Record
+from controller.render import Desired
 
 RECORD = "record.json"
+SNAPSHOT = "applied.json"
 HISTORY = "history.jsonl"
 
 
@@ -115,21 +119,27 @@ class StateDir:
     def record(self) -> Record:
         path = self.path / RECORD
         try:
-            body = json.loads(path.read_text())
+            return Record.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             return Record()
         except (OSError, ValueError) as exc:
             raise self._fault(f"{RECORD} is not a readable record (cut off, or edited by hand?): {exc}",
                               f"move {path} away to start from an empty record (the running stack is "
                               "kept; the next pass re-plans from what runs)") from None
-        return Record.from_dict(body)
-
     def save(self, record: Record) -> None:
-        write_atomic(self.path / RECORD, (json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n").encode())
+        try:
+            write_atomic(self.path / RECORD, (json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            raise self._fault(f"cannot write {RECORD}: {exc.strerror or exc}",
+                              "free disk space or fix permissions; the next pass plans from what runs") from None
 
     def append_history(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(dict(entry), sort_keys=True, separators=(",", ":")) + "\n"
-        fd = os.open(self.path / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._fault(f"cannot write {HISTORY}: {exc.strerror or exc}",
+                              "free disk space or fix permissions") from None
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -147,10 +157,26 @@ class StateDir:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 continue  # a line torn by a crash mid-append
+            if isinstance(entry, dict):
+                out.append(entry)
         return out
+
+    def save_snapshot(self, commit: str, desired: Desired) -> None:
+        body = {"commit": commit, "desired": desired.snapshot()}
+        try:
+            write_atomic(self.path / SNAPSHOT, json.dumps(body, sort_keys=True).encode())
+        except OSError as exc:
+            raise self._fault(f"cannot write {SNAPSHOT}: {exc.strerror or exc}", "free disk space") from None
+
+    def snapshot(self, commit: str) -> Desired | None:
+        try:
+            body = json.loads((self.path / SNAPSHOT).read_text())
+            return Desired.from_snapshot(body["desired"]) if body.get("commit") == commit else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # going back then renders the commit from git
 
     # ------------------------------------------------------------------ identity and secrets
 
@@ -188,9 +214,10 @@ class StateDir:
     # ------------------------------------------------------------------ the gateway's config
 
     def live_digest(self) -> str:
+        """sha256 of the live file; "" when there is none (or it is not a readable file)."""
         try:
             return hashlib.sha256(self._live.read_bytes()).hexdigest()
-        except FileNotFoundError:
+        except OSError:
             return ""
 
     def stage(self, text: str) -> None:
@@ -203,7 +230,9 @@ class StateDir:
     def keep_live_copy(self) -> str:
         """Before the live file is replaced because it differs from the commit's: keep it,
         unless it is the file the controller itself swapped in last (an interrupted pass
-        left it), which is no one's edit. Returns where it was kept, or ""."""
+        left it), which is no one's edit, nor a missing file. Returns where it was kept, or ""."""
+        if not self._live.is_file():
+            return ""
         try:
             if (self.gateway_dir / ".staging" / "swapped").read_text().strip() == self.live_digest():
                 return ""

@@ -39,6 +39,21 @@ class Desired:
     def container(self, key: str) -> ContainerSpec | None:
         return next((c for c in self.containers if c.key == key), None)
 
+    def snapshot(self) -> dict[str, Any]:
+        """What `from_snapshot` needs to act on this state again without the spec: the
+        state dir keeps the last applied commit's, so going back needs no git."""
+        return {"stack": self.stack, "litellm_config": self.litellm_config, "config_text": self.config_text,
+                "config_digest": self.config_digest, "gateway_url": self.gateway_url,
+                "containers": [c.model_dump(mode="json") for c in self.containers]}
+
+    @classmethod
+    def from_snapshot(cls, body: dict[str, Any]) -> Desired:
+        """Raises ValueError or pydantic's ValidationError (a ValueError) on a damaged body."""
+        return cls(stack=str(body["stack"]), litellm_config=dict(body["litellm_config"]),
+                   config_text=str(body["config_text"]), config_digest=str(body["config_digest"]),
+                   containers=tuple(ContainerSpec.model_validate(c) for c in body["containers"]),
+                   routes={}, aliases={}, fallbacks={}, gateway_url=str(body["gateway_url"]))
+
     def as_dict(self) -> dict[str, Any]:
         """The shape `llm-gitops render` prints."""
         return {"litellm_config": self.litellm_config,

@@ -293,10 +293,61 @@ def test_a_failing_commit_that_renames_the_stack_goes_back_to_the_old_one(lab: L
         code, out, err = lab.apply()
         assert code == 1, out + err
         assert f"Rolled back to {good[:12]}, which serves again" in out
-        assert lab.ids() == ids and all(lab.containers()[n]["State"]["Running"] for n in ids)
+        assert lab.ids() == ids and all(lab.containers()[n]["State"]["Running"] for n in ids), out + err
         assert lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}x"}) == []
         assert bad in lab.status()["quarantined"]
         assert lab.apply()[0] == 1 and lab.ids() == ids  # skipped, and the old stack still serves
     finally:
         for c in lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}x"}):
             lab.engine.api.remove_container(c["Id"], force=True)
+
+
+def test_a_deleted_gateway_config_is_written_again(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    live = lab.state / "gateway" / "config.yaml"
+    good = live.read_bytes()
+    live.unlink()
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    assert live.read_bytes() == good and f"restarted {lab.cname('gateway')}" in out
+    assert not list(lab.state.glob("gateway-config.edited-*"))
+    assert lab.apply()[1].endswith("nothing to do; everything runs as specified\n")
+
+
+def test_going_back_needs_no_git_when_the_good_commit_was_force_pushed_away(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    lab.providers["alpha"]["container"]["args"] = ["--seed", "8"]
+    good = lab.commit("good")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    lab.repo._git("reset", "-q", "--hard", "HEAD~1")  # the good commit leaves the branch...
+    lab.providers["alpha"]["container"].update(args=["--seed", "9"], env={"STUB_EXIT_AFTER": "0"})
+    bad = lab.commit("bad, on the rewritten branch")
+    lab.repo._git("reflog", "expire", "--expire=now", "--all")
+    lab.repo._git("gc", "-q", "--prune=now")  # ...and the repository
+    code, out, err = lab.apply()
+    assert code == 1, out + err
+    assert f"Rolled back to {good[:12]}, which serves again" in out
+    assert lab.ids() == ids and all(i["State"]["Running"] for i in lab.containers().values())
+    assert bad in lab.status()["quarantined"]
+
+
+def test_a_container_removed_by_hand_mid_gate_fails_the_pass_but_quarantines_nothing(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    lab.providers["alpha"]["container"].update(env={"STUB_START_DELAY": "20"}, startup_timeout_s=60)
+    commit = lab.commit("slow alpha")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(lab.repo.path),
+                             "--state-dir", str(lab.state)], env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL)
+    new = wait_for(lambda: next((i["Id"] for n, i in lab.containers().items() if n == lab.cname("alpha")
+                                 and i["State"]["Running"] and "STUB_START_DELAY=20" in i["Config"]["Env"]), None))
+    lab.engine.api.remove_container(new, force=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "was removed outside llm-gitops while the pass waited for it" in out and "Rolled back" in out
+    assert commit not in lab.status()["quarantined"]

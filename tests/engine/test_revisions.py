@@ -155,3 +155,13 @@ def test_a_second_state_dir_on_the_same_stack_is_refused_not_fought(lab: Lab) ->
     labels = lab.containers()[lab.cname("alpha")]["Config"]["Labels"]
     assert labels["llm-gitops.state-dir"] == str(lab.state) and labels["llm-gitops.owner"] == \
         (lab.state / "owner").read_text().strip()
+
+
+def test_a_lost_owner_file_is_recognised_by_the_state_dirs_path(lab: Lab) -> None:
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    (lab.state / "owner").unlink()
+    code, out, err = lab.apply()
+    assert code == 0, out + err
+    assert lab.ids() == ids and lab.status()["drift"] == []
