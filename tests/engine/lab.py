@@ -165,9 +165,18 @@ class Lab:
         self.engine.api.start(c["Id"])
         return str(c["Id"])
 
+    def stack_ids(self, stack: str) -> list[str]:
+        return [c["Id"] for c in self.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={stack}"})]
+
+    def remove_stack(self, stack: str) -> None:
+        """Remove, by id, every container of `stack` (a name a test renamed its stack to)."""
+        for cid in self.stack_ids(stack):
+            with contextlib.suppress(Exception):
+                self.engine.api.remove_container(cid, force=True)
+
     def cleanup(self) -> None:
-        found = self.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={self.name}"})
-        for cid in [c["Id"] for c in found] + self.foreign:
+        self.remove_stack(self.name)
+        for cid in self.foreign:
             with contextlib.suppress(Exception):
                 self.engine.api.remove_container(cid, force=True)
 

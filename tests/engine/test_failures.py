@@ -245,13 +245,11 @@ def test_renaming_the_stack_replaces_the_old_containers(lab: Lab) -> None:
         code, out, err = lab.apply()  # same ports: the old containers must go first
         assert code == 0, out + err
         assert f"removed {old_name}-" in out
-        remaining = lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}"})
-        assert remaining == []
+        assert lab.stack_ids(old_name) == []
         assert sorted(lab.ids()) == sorted(lab.cname(k) for k in ("alpha", "beta", "gateway"))
         assert not old_ids & set(lab.ids().values())
     finally:
-        for c in lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}"}):
-            lab.engine.api.remove_container(c["Id"], force=True)
+        lab.remove_stack(old_name)
 
 
 def test_a_hand_edited_gateway_config_is_kept_and_put_back(lab: Lab) -> None:
@@ -294,12 +292,11 @@ def test_a_failing_commit_that_renames_the_stack_goes_back_to_the_old_one(lab: L
         assert code == 1, out + err
         assert f"Rolled back to {good[:12]}, which serves again" in out
         assert lab.ids() == ids and all(lab.containers()[n]["State"]["Running"] for n in ids), out + err
-        assert lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}x"}) == []
+        assert lab.stack_ids(old_name + "x") == []
         assert bad in lab.status()["quarantined"]
         assert lab.apply()[0] == 1 and lab.ids() == ids  # skipped, and the old stack still serves
     finally:
-        for c in lab.engine.api.containers(all=True, filters={"label": f"llm-gitops.stack={old_name}x"}):
-            lab.engine.api.remove_container(c["Id"], force=True)
+        lab.remove_stack(old_name + "x")
 
 
 def test_a_deleted_gateway_config_is_written_again(lab: Lab) -> None:
