@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.errors import ControllerError, EngineError, Fault, FaultError, HealthError, StateError
+from controller.errors import (ControllerError, EngineError, EngineNotFound, Fault, FaultError, HealthError,
+                               StateError)
+from controller.render.containers import Health
 from controller.observed import ASIDE, PASS, ObservedContainer
 from controller.plan import Action, Plan, Step
 from controller.ports import GatewayConfig, Prober, Runtime
@@ -181,16 +183,36 @@ class Applier:
     def _set_aside(self, c: ObservedContainer, done: Done, *, why: str) -> None:
         if c.id in done.set_aside:  # already stopped first, to free its GPU or port
             return
-        if c.running:
-            # One this very pass started and that failed (we are going back) serves nothing:
-            # no graceful stop (a booting LiteLLM ignores SIGTERM for the full 30 s).
-            failed_here = bool(self.pass_id) and c.labels.get(PASS) == self.pass_id
-            self.runtime.stop(c.id, timeout_s=FAILED_STOP_S if failed_here else None)
-            done.add("stopped", c.name, c.id, why=why)
-            self.emit("stopped", container=c.name, id=c.id[:12], why=why)
-        if not c.aside:
-            self.runtime.rename(c.id, aside_name(c))
+        try:
+            if c.running:
+                # One that serves nothing (it failed in this very pass, or never got healthy
+                # after an interrupted one) gets no graceful stop: a booting LiteLLM ignores
+                # SIGTERM for the whole 30 s.
+                self.runtime.stop(c.id, timeout_s=None if self._serving(c) else FAILED_STOP_S)
+                done.add("stopped", c.name, c.id, why=why)
+                self.emit("stopped", container=c.name, id=c.id[:12], why=why)
+            if not c.aside:
+                self.runtime.rename(c.id, aside_name(c))
+        except EngineNotFound:
+            self.emit("already_gone", level="warning", container=c.name, id=c.id[:12])
+            return  # removed by hand meanwhile: what this step wanted
         done.set_aside.append(c.id)
+
+    def _serving(self, c: ObservedContainer) -> bool:
+        if self.pass_id and c.labels.get(PASS) == self.pass_id:
+            return False
+        health = (c.spec or {}).get("health")
+        if not isinstance(health, dict):
+            return True
+        try:
+            return self.prober.healthy(Health(**health))[0]
+        except (TypeError, ValueError):
+            return True
+
+    def _vanishing(self, cid: str) -> bool:
+        """`docker rm -f` kills (exit 137) before it removes: look again before blaming the commit."""
+        self.sleep(0.3)
+        return self.runtime.state(cid).status in ("missing", "removing")
 
     def _logs(self, cid: str) -> str:
         try:
@@ -206,7 +228,7 @@ class Applier:
         good, seen, next_note = 0, "", t0 + g.progress_every_s
         while True:
             st = self.runtime.state(cid)
-            if st.status == "missing":
+            if st.status == "missing" or not st.running and self._vanishing(cid):
                 raise Interfered(Fault(f"container {spec.name}", "was removed outside llm-gitops while the pass "
                                        "waited for it", "leave the stack's containers to llm-gitops; the next pass "
                                        "re-creates it"))

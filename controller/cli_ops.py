@@ -127,10 +127,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 raise StateError(Fault(f"commit {target[:12]}", f"is not a known good commit ({why})",
                                        "pick one from `llm-gitops history`, or pass --force to apply it anyway"))
         else:
-            earlier = [c for c in rec.good_trail if c != rec.last_applied]
+            earlier = [c for c in rec.good_trail if c != rec.last_applied and source.is_ancestor(w.repo, c, c)]
             if not earlier:
-                raise StateError(Fault(f"state dir {st.path}", "no earlier good commit is recorded to go back to",
-                                       "name one: llm-gitops rollback --to REV"))
+                raise StateError(Fault(f"state dir {st.path}", "no earlier good commit that the repository still "
+                                       "has is recorded", "name one: llm-gitops rollback --to REV"))
             target = earlier[0]
         result = w.reconciler.run(w.head, pin_to=target)
         code = _print_result(result, args.format)
@@ -157,9 +157,12 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
     base: Desired | None = None
     base_warnings: list[Any] = []
     if rec.last_applied:
-        old = w.reconciler.load(rec.last_applied)
-        base = render(old.spec) if old.spec is not None and not old.errors else None
-        base_warnings = old.warnings
+        try:
+            old = w.reconciler.load(rec.last_applied)
+            base = render(old.spec) if old.spec is not None and not old.errors else None
+            base_warnings = old.warnings
+        except ControllerError:  # gone from git (a force-push): no config diff, the plan still stands
+            base = None
     blockers = w.reconciler.blockers(desired, the_plan, observation)
     result = review(the_plan, base, desired, head_warnings=loaded.warnings, base_warnings=base_warnings)
     preface = [f"blocked: {f.subject}: {f.message}" for f in blockers]

@@ -82,6 +82,10 @@ class SourceError(ControllerError):
     """A git repository, revision or path could not be read. The message names which."""
 
 
+class RevisionNotFound(SourceError):
+    """The repository does not have that commit (any more: a force-push and a gc)."""
+
+
 @dataclass(frozen=True)
 class Fault:
     """One reason a pass cannot go on, about something running rather than a spec file:
@@ -108,6 +112,10 @@ class FaultError(ControllerError):
 
 class EngineError(FaultError):
     """The Docker engine refused or failed an operation (the adapter's only error)."""
+
+
+class EngineNotFound(EngineError):
+    """The container is not there (any more): removed outside llm-gitops."""
 
 
 class HealthError(FaultError):

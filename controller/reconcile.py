@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.apply import FAILED_STOP_S, Applier, ApplyFailed, Done, Emit
-from controller.errors import ControllerError, EngineError, Fault, FaultError, Problem
-from controller.observed import Observation
+from controller.apply import FAILED_STOP_S, Applier, ApplyFailed, Done, Emit, aside_name
+from controller.errors import ControllerError, EngineError, Fault, FaultError, Problem, RevisionNotFound
+from controller.observed import PASS, Observation
 from controller.plan import Plan, SourceChange, conflicts, plan, ports_to_probe, spec_changes
 from controller.ports import GatewayConfig, Prober, Runtime, StateStore
 from controller.record import Quarantine, Record
@@ -118,9 +118,10 @@ class Reconciler:
             rec = dataclasses.replace(rec, quarantined={}, pinned=None, pinned_head=None, inflight=None,
                                       inflight_attempts=0)
         commit = head
-        if pin_to is not None:
+        if pin_to is not None:  # the CLI let it through: a known good commit, or --force
             commit = pin_to
-            rec = dataclasses.replace(rec, pinned=pin_to, pinned_head=head)
+            rec = dataclasses.replace(rec, pinned=pin_to, pinned_head=head,
+                                      quarantined={c: q for c, q in rec.quarantined.items() if c != pin_to})
         elif rec.pinned and rec.pinned_head == head:
             commit = rec.pinned
         elif rec.pinned:
@@ -170,16 +171,27 @@ class Reconciler:
     def _pass(self, commit: str, pass_id: str, rec: Record) -> tuple[PassResult, Record]:
         if rec.last_attempted != commit:
             rec = dataclasses.replace(rec, last_attempted=commit)
-        loaded = self.load(commit)
+        try:
+            loaded = self.load(commit)
+        except RevisionNotFound:
+            kept = self.store.snapshot(commit)
+            if kept is None:
+                raise
+            # the commit is gone from git (a force-push), but the state dir kept what it runs
+            return self._pass_desired(commit, pass_id, rec, kept, changes=[])
         if loaded.errors or loaded.spec is None:
             n = len(loaded.errors)
             reason = f"invalid spec: {n} error(s), listed below; nothing was changed"
             first = loaded.errors[0].format().splitlines()[0] if loaded.errors else "no spec"
             return (PassResult(pass_id, commit, INVALID, reason, problems=loaded.problems),
                     self._quarantine(rec, commit, f"invalid spec ({n} error(s)); first: {first}"))
-        desired = self.render_desired(loaded)
+        return self._pass_desired(commit, pass_id, rec, self.render_desired(loaded),
+                                  changes=self.changes_since(rec.last_applied, loaded), failed=loaded)
+
+    def _pass_desired(self, commit: str, pass_id: str, rec: Record, desired: Desired, *,
+                      changes: list[SourceChange], failed: Loaded | None = None) -> tuple[PassResult, Record]:
         try:
-            the_plan, observation = self.plan_live(desired, self.changes_since(rec.last_applied, loaded),
+            the_plan, observation = self.plan_live(desired, changes,
                                                    also_stacks=(rec.applied_stack, rec.attempted_stack))
         except EngineError as exc:
             return PassResult(pass_id, commit, FAILED, exc.fault.message, faults=[exc.fault]), rec
@@ -202,7 +214,7 @@ class Reconciler:
         try:
             done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
         except ApplyFailed as exc:
-            return self._failed(rec, commit, pass_id, steps, exc, loaded)
+            return self._failed(rec, commit, pass_id, steps, exc, failed)
         rec = self._applied(rec, commit, desired)
         return PassResult(pass_id, commit, APPLIED, f"applied: {_summary(the_plan, done)}",
                           steps=steps, done=done.actions), rec
@@ -261,7 +273,7 @@ class Reconciler:
         return out
 
     def _failed(self, rec: Record, commit: str, pass_id: str, steps: list[dict[str, Any]],
-                exc: ApplyFailed, loaded: Loaded) -> tuple[PassResult, Record]:
+                exc: ApplyFailed, loaded: Loaded | None) -> tuple[PassResult, Record]:
         fault = exc.fault
         self.emit("apply_failed", level="error", commit=commit[:12], subject=fault.subject, error=fault.message)
         res = PassResult(pass_id, commit, FAILED, f"failed: {fault.subject}: {fault.message}",
@@ -269,14 +281,17 @@ class Reconciler:
         rec = dataclasses.replace(rec, inflight=None, inflight_attempts=0)
         if not exc.host_fault and commit != rec.last_good:
             rec = self._quarantine(rec, commit, f"{fault.subject}: {fault.message}")
-        good = rec.last_good
+        # the last good commit; or, if the record was lost, the one whose state the state dir kept
+        good = rec.last_good or self.store.snapshot_of()[0]
         if good is None:
             if exc.container_id:  # do not leave a failed container crash-looping or holding a GPU
                 try:
                     self.runtime.stop(exc.container_id, timeout_s=FAILED_STOP_S)
                 except FaultError:
                     pass
-            res.message += ". There is no last good commit to go back to: nothing else was stopped"
+            restored = self._restore_set_aside(exc.done.set_aside, pass_id)
+            res.message += (". There is no last good commit to go back to: nothing else was stopped"
+                            + (f"; brought back what this pass had stopped ({', '.join(restored)})" if restored else ""))
             return res, rec
         res.rollback, good_desired = self._rollback(good, pass_id, loaded)
         if good_desired is not None:
@@ -286,7 +301,37 @@ class Reconciler:
             res.message += f". Rolling back to {good[:12]} failed too: {res.rollback['error']}"
         return res, rec
 
-    def _rollback(self, good: str, pass_id: str, failed: Loaded) -> tuple[dict[str, Any], Desired | None]:
+    def _restore_set_aside(self, ids: Sequence[str], pass_id: str) -> list[str]:
+        """Without a commit to go back to: rename back and start what this pass set aside,
+        where its name is free (best effort, not gated; the next pass plans from there)."""
+        if not ids:
+            return []
+        restored = []
+        try:
+            seen = {c.id: c for c in self.runtime.observe("").containers}
+        except FaultError:
+            return []
+        by_name = {c.name: c for c in seen.values()}
+        for cid in ids:
+            c = seen.get(cid)
+            if c is None or not c.original_name:
+                continue
+            holder = by_name.get(c.original_name)
+            try:
+                if holder is not None:
+                    if holder.labels.get(PASS) != pass_id:
+                        continue  # not ours to move: leave it
+                    # the failed container this pass made in its place: stopped, and set aside
+                    self.runtime.stop(holder.id, timeout_s=FAILED_STOP_S)
+                    self.runtime.rename(holder.id, aside_name(holder))
+                self.runtime.rename(cid, c.original_name)
+                self.runtime.start(cid)
+                restored.append(c.original_name)
+            except FaultError:
+                continue
+        return restored
+
+    def _rollback(self, good: str, pass_id: str, failed: Loaded | None) -> tuple[dict[str, Any], Desired | None]:
         self.emit("rollback_start", level="warning", to=good[:12])
         try:
             # what the good commit ran, as the state dir kept it: no git needed (the commit may
@@ -297,13 +342,14 @@ class Reconciler:
                 loaded = self.load(good)
                 if loaded.spec is not None and not loaded.errors:
                     desired = desired or self.render_desired(loaded)
-                    changes = spec_changes(dict(failed.raw), dict(loaded.raw))  # reasons read as going back
+                    if failed is not None:  # reasons read as going back
+                        changes = spec_changes(dict(failed.raw), dict(loaded.raw))
             except ControllerError:
                 pass
             if desired is None:
                 return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} can no longer be read "
                         "and the state dir keeps no copy of what it ran"}, None
-            failed_stack = failed.spec.stack.name if failed.spec is not None else ""
+            failed_stack = failed.spec.stack.name if failed is not None and failed.spec is not None else ""
             the_plan, _ = self.plan_live(desired, changes, also_stacks=(failed_stack,))
             done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id)
         except (ApplyFailed, FaultError) as exc:
@@ -321,7 +367,10 @@ class Reconciler:
                                    inflight=None, inflight_attempts=0)
 
     def _applied(self, rec: Record, commit: str, desired: Desired) -> Record:
-        self.store.save_snapshot(commit, desired)
+        try:
+            self.store.save_snapshot(commit, desired)
+        except FaultError as exc:  # only going back without git needs it: say so, go on
+            self.emit("snapshot_failed", level="warning", error=exc.fault.message)
         rec = rec.with_good(commit)
         return dataclasses.replace(
             rec, last_applied=commit, applied_stack=desired.stack, inflight=None, inflight_attempts=0,

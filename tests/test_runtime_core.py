@@ -323,8 +323,14 @@ class MemoryStore:
     def save_snapshot(self, commit: str, desired: Desired) -> None:
         self.snapshots = {commit: desired}
 
-    def snapshot(self, commit: str) -> Desired | None:
-        return self.snapshots.get(commit)
+    def snapshot(self, commit: str | None = None) -> Desired | None:
+        return self.snapshot_of(commit)[1]
+
+    def snapshot_of(self, commit: str | None = None) -> tuple[str | None, Desired | None]:
+        for c, d in self.snapshots.items():
+            if commit in (None, c):
+                return c, d
+        return None, None
 
     def record(self) -> Record:
         return self.rec
@@ -565,3 +571,53 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, capsys
     assert cli.main(["validate", str(ROOT / "config" / "demo")]) == 130
     err = capsys.readouterr().err
     assert err.startswith("llm-gitops: interrupted;") and "Traceback" not in err
+
+
+def test_a_container_killed_and_removed_by_hand_mid_gate_is_interference_not_a_bad_commit() -> None:
+    from controller.apply import Interfered
+
+    class RemovedByHand(FakeRuntime):
+        looks = 0
+
+        def state(self, cid: str) -> ContainerState:
+            self.looks += 1  # `docker rm -f`: first it is killed (137), then it is gone
+            status = "exited" if self.looks == 1 else "missing"
+            return ContainerState(id=cid, name="", status=status, running=False, exit_code=137)
+
+    applier = Applier(runtime=RemovedByHand(), prober=FakeProber(), config=FakeConfig(), emit=lambda *a, **k: None,
+                      gate=Gate(samples=1, interval_s=0), sleep=lambda s: None)
+    with pytest.raises(Interfered) as caught:
+        applier._gate("new-x", demo().containers[1])
+    assert "removed outside llm-gitops" in caught.value.fault.message
+
+
+def test_a_container_already_gone_when_it_is_set_aside_is_simply_done() -> None:
+    from controller.errors import EngineNotFound, Fault
+    before, after = demo(), demo(**{"  llamacpp-tiny:\n    type: llama_cpp\n    status: active": "  llamacpp-tiny:\n    type: llama_cpp\n    status: disabled"})
+
+    class Gone(FakeRuntime):
+        def stop(self, cid: str, *, timeout_s: int | None = None) -> None:
+            if "llamacpp" in cid:
+                raise EngineNotFound(Fault(f"container {cid[:12]}", "not found"))
+            super().stop(cid, timeout_s=timeout_s)
+
+    config = FakeConfig()
+    done = _applier(Gone(), config).apply(plan(after, observed(before)), after, revision="r", pass_id="p")
+    assert not [cid for cid in done.set_aside if "llamacpp" in cid]
+
+
+def test_a_commit_git_lost_is_served_from_the_state_dirs_snapshot() -> None:
+    from controller.errors import RevisionNotFound
+    store, running = _served_good()
+    store.snapshots = {GOOD: render(SPECS[GOOD].spec)}
+
+    def load(commit: str) -> Any:
+        if commit == GOOD:
+            raise RevisionNotFound("revision not found")
+        return SPECS[commit]
+
+    rec = _reconciler(store, ObservingRuntime(running), ScriptedApplier(), SPECS)
+    rec.load = load
+    store.rec = dataclasses.replace(store.rec, quarantined={BAD: Quarantine("health", "t")})
+    result = rec.run(BAD)  # quarantined head: serve the last good commit, which git no longer has
+    assert result.outcome == "skipped" and result.served == GOOD and "serving the last good commit" in result.message

@@ -23,7 +23,7 @@ import docker.types
 import requests.exceptions
 
 from controller import observed as obs
-from controller.errors import EngineError, Fault
+from controller.errors import EngineError, EngineNotFound, Fault
 from controller.ports import ContainerState
 from controller.render.containers import ContainerSpec
 
@@ -44,7 +44,7 @@ def _engine(subject: Callable[..., str]) -> Callable[[Callable[..., T]], Callabl
             try:
                 return fn(self, *args, **kwargs)
             except docker.errors.NotFound as exc:
-                raise EngineError(Fault(subject(self, *args), f"not found: {_explain(exc)}",
+                raise EngineNotFound(Fault(subject(self, *args), f"not found: {_explain(exc)}",
                                         "it was removed outside llm-gitops while the pass ran; run the pass "
                                         "again (`llm-gitops retry` if the commit was quarantined)")) from None
             except docker.errors.APIError as exc:
@@ -73,8 +73,8 @@ def _hint_for(message: str) -> str:
 
 def _unreachable(where: str, exc: BaseException) -> Fault:
     return Fault(f"docker engine {where}", f"does not answer ({type(exc).__name__}: {exc})".replace("\n", " "),
-                 "start it (make engine, or systemctl start docker) or set DOCKER_HOST; the stack was not changed "
-                 "by this call")
+                 "start it (make engine, or systemctl start docker) or set DOCKER_HOST; the next pass plans from "
+                 "whatever runs then")
 
 
 class DockerRuntime:
@@ -97,12 +97,13 @@ class DockerRuntime:
             raise EngineError(_unreachable(self.where, exc)) from None
 
     def _mine(self, labels: Mapping[str, str], stack: str) -> bool:
-        """Made by this state dir (its id, or its path if the id file was lost), in any
-        stack; or, without an owner label on either side, simply of this stack."""
-        owner = labels.get(obs.OWNER)
-        if not owner or not self.owner:
+        """Made by this state dir, in any stack: the state dir's path is what the gateway
+        mounts, so a copied or moved state dir is another one. Without the label on the
+        container or a state dir here (status), simply: of this stack."""
+        made_in = labels.get(obs.STATE_DIR)
+        if not made_in or not self.state_dir:
             return labels.get(obs.STACK) == stack
-        return owner == self.owner or (bool(self.state_dir) and labels.get(obs.STATE_DIR) == self.state_dir)
+        return made_in == self.state_dir
 
     def subject(self, container_id: str) -> str:
         name = self._names.get(container_id)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
-from controller.errors import SourceError
+from controller.errors import RevisionNotFound, SourceError
 from controller.spec import FILES
 
 
@@ -65,7 +65,7 @@ def resolve(repo: git.Repo, rev: str) -> str:
     try:
         return repo.commit(rev).hexsha
     except (git.exc.BadName, git.exc.BadObject, ValueError) as exc:
-        raise SourceError(f"{repo.working_dir}: revision `{rev}` not found; "
+        raise RevisionNotFound(f"{repo.working_dir or repo.git_dir}: revision `{rev}` not found; "
                           "fetch it first (e.g. `git fetch origin`) or check the name") from exc
 
 

@@ -131,7 +131,7 @@ class StateDir:
             write_atomic(self.path / RECORD, (json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n").encode())
         except OSError as exc:
             raise self._fault(f"cannot write {RECORD}: {exc.strerror or exc}",
-                              "free disk space or fix permissions; the next pass plans from what runs") from None
+                              "check the disk (full?) and the permissions of the state dir; the next pass plans from what runs") from None
 
     def append_history(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(dict(entry), sort_keys=True, separators=(",", ":")) + "\n"
@@ -169,14 +169,21 @@ class StateDir:
         try:
             write_atomic(self.path / SNAPSHOT, json.dumps(body, sort_keys=True).encode())
         except OSError as exc:
-            raise self._fault(f"cannot write {SNAPSHOT}: {exc.strerror or exc}", "free disk space") from None
+            raise self._fault(f"cannot write {SNAPSHOT}: {exc.strerror or exc}",
+                              "check the disk (full?) and the permissions of the state dir") from None
 
-    def snapshot(self, commit: str) -> Desired | None:
+    def snapshot(self, commit: str | None = None) -> Desired | None:
+        """What `commit` (default: whichever was applied last) runs, if this state dir kept it."""
+        return self.snapshot_of(commit)[1]
+
+    def snapshot_of(self, commit: str | None = None) -> tuple[str | None, Desired | None]:
         try:
             body = json.loads((self.path / SNAPSHOT).read_text())
-            return Desired.from_snapshot(body["desired"]) if body.get("commit") == commit else None
+            if commit is not None and body.get("commit") != commit:
+                return None, None
+            return str(body["commit"]), Desired.from_snapshot(body["desired"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None  # going back then renders the commit from git
+            return None, None  # going back then renders the commit from git
 
     # ------------------------------------------------------------------ identity and secrets
 
@@ -188,16 +195,22 @@ class StateDir:
         return self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode().strip()
 
     def _created_once(self, name: str, make: Any) -> bytes:
+        """A file written whole, once: a temp file linked into place (link fails if it
+        exists), so two processes agree on one value and a crash never leaves it empty."""
         path = self.path / name
         if not path.exists():
-            try:  # O_EXCL: two processes starting at once agree on one value
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(make())
-                    f.flush()
-                    os.fsync(f.fileno())
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            try:
+                write_atomic(tmp, make())
+                os.link(tmp, path)
             except FileExistsError:
                 pass
+            except OSError as exc:
+                raise self._fault(f"cannot write {name}: {exc.strerror or exc}",
+                                  "check the disk (full?) and the permissions of the state dir") from None
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         return path.read_bytes()
 
     def fingerprints(self, names: set[str], environ: Mapping[str, str]) -> dict[str, str]:

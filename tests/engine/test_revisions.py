@@ -165,3 +165,44 @@ def test_a_lost_owner_file_is_recognised_by_the_state_dirs_path(lab: Lab) -> Non
     code, out, err = lab.apply()
     assert code == 0, out + err
     assert lab.ids() == ids and lab.status()["drift"] == []
+
+
+def test_a_copied_state_dir_is_another_one(lab: Lab) -> None:
+    import shutil
+    lab.commit("first")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    copy = lab.state.parent / "copied-state"
+    shutil.copytree(lab.state, copy)
+    lab.providers["alpha"]["container"]["args"] = ["--seed", "3"]
+    lab.commit("change")
+    code, out, err = lab.cli("apply", "--repo", str(lab.repo.path), "--state-dir", str(copy))
+    assert code == 1 and f"managed from another state dir: {lab.state}" in out, out + err
+    assert lab.ids() == ids
+
+
+def test_a_lost_record_still_goes_back_to_what_the_state_dir_kept(lab: Lab) -> None:
+    good = lab.commit("good")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    (lab.state / "record.json").rename(lab.state / "record.json.broken")  # as the hint for a bad record says
+    lab.providers["alpha"]["container"].update(env={"STUB_EXIT_AFTER": "0"})
+    lab.commit("bad")
+    code, out, err = lab.apply()
+    assert code == 1 and f"Rolled back to {good[:12]}" in out, out + err
+    assert lab.ids() == ids and all(i["State"]["Running"] for i in lab.containers().values())
+
+
+def test_with_nothing_kept_a_failure_brings_back_what_the_pass_stopped(lab: Lab) -> None:
+    lab.commit("good")
+    assert lab.apply()[0] == 0
+    ids = lab.ids()
+    for name in ("record.json", "applied.json"):
+        (lab.state / name).unlink()
+    lab.providers["alpha"]["container"].update(env={"STUB_EXIT_AFTER": "0"})
+    lab.commit("bad")
+    code, out, err = lab.apply()
+    assert code == 1 and "no last good commit" in out and f"brought back what this pass had stopped " \
+        f"({lab.cname('alpha')})" in out, out + err
+    running = {n: i["Id"] for n, i in lab.containers().items() if i["State"]["Running"]}
+    assert running[lab.cname("alpha")] == ids[lab.cname("alpha")]
