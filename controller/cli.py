@@ -282,7 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
             description="Load and check the spec at --rev, plan against what runs, and converge: stage and swap "
             "the gateway config, recreate what diverged, gate every started container on its health. On failure, "
             "go back to the last good commit and quarantine the failed one (not tried again until a newer commit "
-            "or `llm-gitops retry`). Exit 0 applied or nothing to do, 1 failed, blocked, invalid or quarantined.")
+            "or `llm-gitops retry`). Exit 0 applied or nothing to do, 1 failed, blocked, invalid or quarantined.",
+            epilog="Environment: every secret the spec names (secret_env, the gateway's master_key_env, provider "
+            "keys) is read from the controller's environment and passed only to the containers that need it. "
+            "DOCKER_HOST selects the engine. LLM_GITOPS_NO_GPU_REQUESTS=1 on hosts without NVIDIA's container "
+            "toolkit: GPU ids stay exclusive in plans, but no device is requested. Logs go to stderr: readable "
+            "on a terminal, JSON lines otherwise.")
     p.add_argument("--repo", required=True, help="the spec repository: a local path, or a URL (mirrored into the "
                    "state dir)")
     p.add_argument("--rev", default="HEAD", help="the revision to apply: a branch, tag or commit (default: HEAD)")
