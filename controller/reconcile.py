@@ -186,10 +186,12 @@ class Reconciler:
             return (PassResult(pass_id, commit, INVALID, reason, problems=loaded.problems),
                     self._quarantine(rec, commit, f"invalid spec ({n} error(s)); first: {first}"))
         return self._pass_desired(commit, pass_id, rec, self.render_desired(loaded),
-                                  changes=self.changes_since(rec.last_applied, loaded), failed=loaded)
+                                  changes=self.changes_since(rec.last_applied, loaded), loaded=loaded)
 
     def _pass_desired(self, commit: str, pass_id: str, rec: Record, desired: Desired, *,
-                      changes: list[SourceChange], failed: Loaded | None = None) -> tuple[PassResult, Record]:
+                      changes: list[SourceChange], loaded: Loaded | None = None) -> tuple[PassResult, Record]:
+        """Plan, check, apply and record `desired` for `commit`. `loaded`: its spec when git
+        still has it (for the reasons of a rollback's steps)."""
         try:
             the_plan, observation = self.plan_live(desired, changes,
                                                    also_stacks=(rec.applied_stack, rec.attempted_stack))
@@ -214,7 +216,7 @@ class Reconciler:
         try:
             done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
         except ApplyFailed as exc:
-            return self._failed(rec, commit, pass_id, steps, exc, failed)
+            return self._failed(rec, commit, pass_id, steps, exc, loaded)
         rec = self._applied(rec, commit, desired)
         return PassResult(pass_id, commit, APPLIED, f"applied: {_summary(the_plan, done)}",
                           steps=steps, done=done.actions), rec
