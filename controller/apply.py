@@ -20,11 +20,11 @@ from typing import Any
 
 from controller.errors import (ControllerError, EngineError, EngineNotFound, Fault, FaultError, HealthError,
                                StateError)
-from controller.render.containers import Health
 from controller.observed import ASIDE, PASS, ObservedContainer
 from controller.plan import Action, Plan, Step
 from controller.ports import GatewayConfig, Prober, Runtime
 from controller.render import ContainerSpec, Desired
+from controller.render.containers import Health
 
 FAILED_STOP_S = 2   # stop timeout for a container that failed in the pass that goes back
 Emit = Callable[..., None]   # emit(event, level="info", **fields): the caller's structured log
@@ -113,7 +113,7 @@ class Applier:
                             self.emit("config_edit_kept", level="warning", path=kept)
                     self._swap(done)
                     swap = False
-                current = self._run(step, spec, done, stack=desired.stack, revision=revision, pass_id=pass_id)
+                current = self._run(step, spec, done, stack=desired.stack, revision=revision)
                 self._gate(current, spec)
                 self.runtime.keep_running(current)
                 done.add("healthy", spec.name, current)
@@ -124,12 +124,7 @@ class Applier:
                 for step in plan.steps:
                     if step.action is Action.UNCHANGED and step.desired is not None and step.actual is not None:
                         current = step.actual.id
-                        if not self.prober.healthy(step.desired.health)[0]:
-                            if not self.runtime.state(current).running:  # stopped by hand during the pass
-                                self.runtime.start(current)
-                                done.add("started", step.name, current, why="stopped during the pass")
-                            self._gate(current, step.desired)
-                        self.runtime.keep_running(current)  # it may come from the interrupted pass
+                        self._verify(current, step.desired, done)
                         current = None
         except FaultError as exc:
             host = (isinstance(exc, (StateError, Interfered))
@@ -141,6 +136,16 @@ class Applier:
                               done, container_id=current) from exc
         self._clean_up(done)
         return done
+
+    def _verify(self, cid: str, spec: ContainerSpec, done: Done) -> None:
+        """An unchanged container of a commit not yet proven good (an interrupted pass may have
+        started it): one probe, and the full gate only if that fails."""
+        if not self.prober.healthy(spec.health)[0]:
+            if not self.runtime.state(cid).running:  # stopped by hand during the pass
+                self.runtime.start(cid)
+                done.add("started", spec.name, cid, why="stopped during the pass")
+            self._gate(cid, spec)
+        self.runtime.keep_running(cid)  # it may come from the interrupted pass, still on restart policy "no"
 
     def _clean_up(self, done: Done) -> None:
         """Remove what was set aside. Best effort: the pass has succeeded, and a container
@@ -157,7 +162,7 @@ class Applier:
         done.config_swapped = True
         self.emit("config_swapped")
 
-    def _run(self, step: Step, spec: ContainerSpec, done: Done, *, stack: str, revision: str, pass_id: str) -> str:
+    def _run(self, step: Step, spec: ContainerSpec, done: Done, *, stack: str, revision: str) -> str:
         old = step.actual
         if step.action in (Action.CREATE, Action.RECREATE):
             if old is not None and old.id not in done.set_aside:
@@ -167,7 +172,7 @@ class Applier:
                 self.runtime.rename(cid, spec.name)
                 done.add("restored", spec.name, cid, revision=step.reuse.revision)
             else:
-                cid = self.runtime.create(spec, stack=stack, revision=revision, pass_id=pass_id)
+                cid = self.runtime.create(spec, stack=stack, revision=revision, pass_id=self.pass_id)
                 done.add("created", spec.name, cid, spec_hash=spec.spec_hash[:12])
         else:
             assert old is not None

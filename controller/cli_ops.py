@@ -152,8 +152,8 @@ def cmd_plan_live(args: argparse.Namespace) -> int:
              + report.problems_text(loaded.problems))
         return 1
     desired = w.reconciler.render_desired(loaded)
-    the_plan, observation = w.reconciler.plan_live(desired, w.reconciler.changes_since(rec.last_applied, loaded),
-                                                   also_stacks=(rec.applied_stack, rec.attempted_stack))
+    the_plan, observation = w.reconciler.plan_live(desired,
+                                                   w.reconciler.changes_since(rec.last_applied, loaded, w.head))
     base: Desired | None = None
     base_warnings: list[Any] = []
     if rec.last_applied:

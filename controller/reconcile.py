@@ -32,7 +32,7 @@ from controller.observed import PASS, Observation
 from controller.plan import Plan, SourceChange, conflicts, plan, ports_to_probe, spec_changes
 from controller.ports import GatewayConfig, Prober, Runtime, StateStore
 from controller.record import Quarantine, Record
-from controller.render import Desired, render
+from controller.render import Desired, render, with_fingerprints
 from controller.spec.load import Loaded
 
 Load = Callable[[str], Loaded]            # commit -> its spec directory, loaded and checked
@@ -186,15 +186,14 @@ class Reconciler:
             return (PassResult(pass_id, commit, INVALID, reason, problems=loaded.problems),
                     self._quarantine(rec, commit, f"invalid spec ({n} error(s)); first: {first}"))
         return self._pass_desired(commit, pass_id, rec, self.render_desired(loaded),
-                                  changes=self.changes_since(rec.last_applied, loaded), loaded=loaded)
+                                  changes=self.changes_since(rec.last_applied, loaded, commit), loaded=loaded)
 
     def _pass_desired(self, commit: str, pass_id: str, rec: Record, desired: Desired, *,
                       changes: list[SourceChange], loaded: Loaded | None = None) -> tuple[PassResult, Record]:
         """Plan, check, apply and record `desired` for `commit`. `loaded`: its spec when git
         still has it (for the reasons of a rollback's steps)."""
         try:
-            the_plan, observation = self.plan_live(desired, changes,
-                                                   also_stacks=(rec.applied_stack, rec.attempted_stack))
+            the_plan, observation = self.plan_live(desired, changes)
         except EngineError as exc:
             return PassResult(pass_id, commit, FAILED, exc.fault.message, faults=[exc.fault]), rec
         steps = [s.as_dict() for s in the_plan.changes]
@@ -211,7 +210,6 @@ class Reconciler:
             return res, rec if host_only else self._quarantine(rec, commit, msg)
 
         attempts = rec.inflight_attempts + 1 if rec.inflight == commit else 1
-        rec = dataclasses.replace(rec, attempted_stack=desired.stack)
         self.store.save(dataclasses.replace(rec, inflight=commit, inflight_attempts=attempts))
         try:
             done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
@@ -224,15 +222,17 @@ class Reconciler:
     # ------------------------------------------------------------------ pieces
 
     def render_desired(self, loaded: Loaded) -> Desired:
+        """Render once; the secrets the containers receive are known only then, so their
+        fingerprints are folded into the spec hashes afterwards."""
         assert loaded.spec is not None
-        names: set[str] = set()
         draft = render(loaded.spec, host_name=self.host_name)
-        for c in draft.containers:
-            names |= set(c.secret_env)
-        return render(loaded.spec, secret_fingerprints=self.fingerprints(names), host_name=self.host_name)
+        return with_fingerprints(draft, self.fingerprints({n for c in draft.containers for n in c.secret_env}))
 
-    def changes_since(self, applied: str | None, loaded: Loaded) -> list[SourceChange]:
-        """The spec keys that differ from the applied commit's: the plan's reasons."""
+    def changes_since(self, applied: str | None, loaded: Loaded, commit: str | None = None) -> list[SourceChange]:
+        """The spec keys that differ from the applied commit's: the plan's reasons. (None when
+        `commit` is the applied one: no second read of git on a no-op pass.)"""
+        if applied is not None and applied == commit:
+            return []
         base: Mapping[str, Any] = {}
         if applied:
             try:
@@ -242,16 +242,11 @@ class Reconciler:
                 base = {}  # e.g. the commit is gone after a force-push: reasons fall back to fields
         return spec_changes(dict(base), dict(loaded.raw))
 
-    def plan_live(self, desired: Desired, changes: Sequence[SourceChange] = (),
-                  also_stacks: Sequence[str] = ()) -> tuple[Plan, Observation]:
-        """Observe and plan. `also_stacks`: the stacks the last applied and the last
-        attempted commits named; when a spec renames the stack (or a failed commit did),
-        their containers are planned for removal, not left running on the ports."""
+    def plan_live(self, desired: Desired, changes: Sequence[SourceChange] = ()) -> tuple[Plan, Observation]:
+        """Observe and plan. The runtime returns every container this state dir made, in any
+        stack, so a renamed stack's old containers (or a failed rename's new ones) are
+        planned for removal rather than left running on the ports."""
         observation = self.runtime.observe(desired.stack, [c.name for c in desired.containers])
-        for other in dict.fromkeys(s for s in also_stacks if s and s != desired.stack):
-            seen = {c.id for c in observation.containers}
-            old = tuple(c for c in self.runtime.observe(other).containers if c.id not in seen)
-            observation = dataclasses.replace(observation, containers=observation.containers + old)
         the_plan = plan(desired, observation.containers, changes=changes,
                         live_config_digest=self.config.live_digest())
         return the_plan, observation
@@ -351,8 +346,7 @@ class Reconciler:
             if desired is None:
                 return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} can no longer be read "
                         "and the state dir keeps no copy of what it ran"}, None
-            failed_stack = failed.spec.stack.name if failed is not None and failed.spec is not None else ""
-            the_plan, _ = self.plan_live(desired, changes, also_stacks=(failed_stack,))
+            the_plan, _ = self.plan_live(desired, changes)
             done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id)
         except (ApplyFailed, FaultError) as exc:
             fault = exc.fault

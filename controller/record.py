@@ -37,7 +37,6 @@ class Record:
     # same commit, that commit is quarantined rather than tried forever.
     inflight: str | None = None
     inflight_attempts: int = 0
-    attempted_stack: str = ""      # the stack name the last commit that reached apply used
     applied_hashes: dict[str, str] = field(default_factory=dict)  # container name -> spec hash of last_applied
     applied_config_digest: str = ""
     applied_stack: str = ""

@@ -621,3 +621,12 @@ def test_a_commit_git_lost_is_served_from_the_state_dirs_snapshot() -> None:
     store.rec = dataclasses.replace(store.rec, quarantined={BAD: Quarantine("health", "t")})
     result = rec.run(BAD)  # quarantined head: serve the last good commit, which git no longer has
     assert result.outcome == "skipped" and result.served == GOOD and "serving the last good commit" in result.message
+
+
+def test_fingerprints_folded_in_afterwards_give_what_rendering_with_them_gives() -> None:
+    from controller.render import with_fingerprints
+    for name in ("example", "demo"):
+        spec = load_files(read_spec_dir(ROOT / "config" / name)).spec
+        assert spec is not None
+        fps = {n: f"fp-{n}" for c in render(spec).containers for n in c.secret_env}
+        assert fps and with_fingerprints(render(spec), fps) == render(spec, secret_fingerprints=fps)

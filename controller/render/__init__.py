@@ -8,6 +8,7 @@ environment or the disk; secret fingerprints and the host name are passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,8 +100,15 @@ def render(spec: models.Spec, *, secret_fingerprints: Mapping[str, str] | None =
     )
 
 
+def with_fingerprints(desired: Desired, secret_fingerprints: Mapping[str, str]) -> Desired:
+    """`desired` with its spec hashes over these secret fingerprints: what `render(spec,
+    secret_fingerprints=...)` gives, without rendering again."""
+    return dataclasses.replace(desired, containers=tuple(containers.with_hash(c, secret_fingerprints)
+                                                         for c in desired.containers))
+
+
 def _route(d: catalog_mod.Deployment) -> str:
     return f"{d.provider}/{d.model}" + (f" (weight {d.weight:g})" if d.weight is not None else "")
 
 
-__all__ = ["ContainerSpec", "Desired", "render"]
+__all__ = ["ContainerSpec", "Desired", "render", "with_fingerprints"]

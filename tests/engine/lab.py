@@ -15,6 +15,8 @@ import json
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +129,14 @@ class Lab:
 
     def apply(self, *extra: str) -> tuple[int, str, str]:
         return self.cli("apply", "--repo", str(self.repo.path), "--state-dir", str(self.state), *extra)
+
+    def apply_in_background(self, **popen: Any) -> subprocess.Popen[str]:
+        """`llm-gitops apply` as its own process, to be killed or raced (stdout/stderr: popen)."""
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        popen.setdefault("stdout", subprocess.DEVNULL)
+        popen.setdefault("stderr", subprocess.DEVNULL)
+        return subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(self.repo.path),
+                                 "--state-dir", str(self.state)], env=env, text=True, **popen)
 
     def status(self) -> dict[str, Any]:
         code, out, _ = self.cli("status", "--state-dir", str(self.state), "--format", "json")

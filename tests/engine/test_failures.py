@@ -7,13 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 
-from engine.lab import Lab, stub_provider, wait_for
+from engine.lab import Lab, free_port, stub_provider, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -117,7 +116,7 @@ def test_containers_without_our_labels_are_never_touched(lab: Lab) -> None:
     bystander = lab.run_foreign(f"{lab.name}-bystander", lab.ports["cache"])
     lab.providers["gamma"] = stub_provider(lab.ports["gamma"], "m-gamma")
     lab.commit("gamma")
-    impostor = lab.run_foreign(lab.cname("gamma"), free_port_for_impostor())  # named like ours, not ours
+    impostor = lab.run_foreign(lab.cname("gamma"), free_port())  # named like ours, not ours
     code, out, _ = lab.apply()
     assert code == 1
     assert f"a container named {lab.cname('gamma')}" in out and "without llm-gitops labels" in out
@@ -131,20 +130,12 @@ def test_containers_without_our_labels_are_never_touched(lab: Lab) -> None:
     assert lab.engine.api.inspect_container(impostor)["Name"] == f"/{lab.cname('gamma')}"
 
 
-def free_port_for_impostor() -> int:
-    from engine.lab import free_port
-    return free_port()
-
-
 def test_a_controller_killed_mid_pass_is_repaired_by_the_next_pass(lab: Lab) -> None:
     lab.commit("good")
     assert lab.apply()[0] == 0
     lab.providers["alpha"]["container"].update(env={"STUB_START_DELAY": "30"}, startup_timeout_s=60)
     new = lab.commit("slow alpha")
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(lab.repo.path),
-                             "--state-dir", str(lab.state)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = lab.apply_in_background()
     try:
         # killed while the new alpha starts and the old one waits aside
         wait_for(lambda: any("--llm-gitops-old-" in n for n in lab.containers()), timeout=30)
@@ -213,10 +204,7 @@ def test_a_failing_containers_log_tail_never_shows_a_secret(lab: Lab, monkeypatc
 def test_a_pass_killed_during_the_first_gateway_gate_is_finished_by_the_next(lab: Lab) -> None:
     lab.stack["gateway"]["env"] = {"STUB_START_DELAY": "6"}
     commit = lab.commit("slow gateway")
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(lab.repo.path),
-                             "--state-dir", str(lab.state)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = lab.apply_in_background()
     try:
         wait_for(lambda: lab.cname("gateway") in lab.running(), timeout=30)
     finally:
@@ -337,10 +325,7 @@ def test_a_container_removed_by_hand_mid_gate_fails_the_pass_but_quarantines_not
     assert lab.apply()[0] == 0
     lab.providers["alpha"]["container"].update(env={"STUB_START_DELAY": "20"}, startup_timeout_s=60)
     commit = lab.commit("slow alpha")
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "controller", "apply", "--repo", str(lab.repo.path),
-                             "--state-dir", str(lab.state)], env=env, stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.DEVNULL)
+    proc = lab.apply_in_background(stdout=subprocess.PIPE)
     new = wait_for(lambda: next((i["Id"] for n, i in lab.containers().items() if n == lab.cname("alpha")
                                  and i["State"]["Running"] and "STUB_START_DELAY=20" in i["Config"]["Env"]), None))
     lab.engine.api.remove_container(new, force=True)
