@@ -214,6 +214,14 @@ def _ops(name: str) -> Any:
     return run
 
 
+def _run(name: str) -> Any:
+    """A command of controller.cli_run, imported when run."""
+    def run(args: argparse.Namespace) -> int:
+        from controller import cli_run
+        return int(getattr(cli_run, name)(args))
+    return run
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1, not argparse's 2: under `plan --detailed-exitcode` 2 means
     "changes", and a mistyped flag in CI must not read as success."""
@@ -278,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     def fmt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--format", choices=("text", "json"), default="text")
 
+    def wait(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--wait", type=_positive, default=900, metavar="SECONDS",
+                       help="when `llm-gitops run` holds the state dir: how long to wait for its answer "
+                       "(default: 900)")
+
     p = add("apply", help="one reconcile pass: make the Docker engine run what a commit describes",
             description="Load and check the spec at --rev, plan against what runs, and converge: stage and swap "
             "the gateway config, recreate what diverged, gate every started container on its health. On failure, "
@@ -321,15 +334,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", help="the revision to go back to (default: the previous good commit)")
     p.add_argument("--force", action="store_true",
                    help="apply --to even if it is not a commit this state dir applied successfully")
+    wait(p)
     fmt(p)
     p.set_defaults(func=_ops("cmd_rollback"))
 
     p = add("retry", help="forget quarantined commits and any pin, and apply the branch head again",
-            description="Clears the quarantine and the rollback pin, then runs one pass on the recorded repo and "
-            "revision, as `apply` would.")
+            description="Clears the quarantine, the rollback pin and the flap limit's list, then runs one pass on "
+            "the recorded repo and revision, as `apply` would. With `llm-gitops run` holding the state dir, "
+            "the request is queued for it and this command waits for the answer.")
     state_dir(p)
+    wait(p)
     fmt(p)
     p.set_defaults(func=_ops("cmd_retry"))
+
+    p = add("run", help="the controller: watch the branch and converge, unattended, until SIGTERM",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description="Converge to the head of --branch and keep it so: a commit starts a pass (a local repo is "
+            "watched, a URL polled with `git ls-remote`, or pushed to POST /hooks/git); what runs is checked for "
+            "drift every drift_interval_s and put back; failures back off; a container restarted too often is "
+            "stopped and left alone. Passes never overlap; a newer commit cancels a health wait. SIGTERM or SIGINT "
+            "stops at a safe point and exits 0. Serves /healthz, /status and /metrics on 127.0.0.1.\n\n"
+            "Every setting comes from, in order of precedence: the flag, the environment variable "
+            "(LLM_GITOPS_<SETTING>), the settings file (--config), the default.",
+            epilog="`llm-gitops suspend` / `resume` hold and release changes without stopping it; `retry` and "
+            "`rollback` are passed to it. Secrets (the master key, provider keys, the webhook secret) come from "
+            "the environment only. See manifests/ for a systemd unit, a Dockerfile and an example settings file.")
+    from controller.cli_run import add_settings_flags
+    add_settings_flags(p)
+    p.set_defaults(func=_run("cmd_run"))
+
+    p = add("suspend", help="hold every change (also drift repair) of a running controller, until `resume`",
+            description="Writes `suspended` into the state dir. A running `llm-gitops run` finishes the pass in "
+            "progress, then changes nothing until `llm-gitops resume`; `apply`, `retry` and `rollback` refuse. "
+            "The stack keeps running; the engine still restarts crashed containers.")
+    state_dir(p)
+    p.add_argument("--reason", default="", help="shown by `status` (e.g. `GPU maintenance, ask alice`)")
+    p.set_defaults(func=_run("cmd_suspend"))
+
+    p = add("resume", help="release `suspend`: the controller converges to the branch head again",
+            description="Removes `suspended` from the state dir; a running controller converges within a second.")
+    state_dir(p)
+    p.set_defaults(func=_run("cmd_resume"))
 
     p = add("schema", help="JSON Schema of the three spec files, for editors",
                        description="Print the JSON Schemas (or write them with --out) for "

@@ -42,30 +42,38 @@ def _state(state_dir: str, *, create: bool = True) -> Any:
     return state.StateDir(state_dir, create=create)
 
 
-def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | None = None,
-          fetch: bool = True) -> Wiring:
+def _wire(st: Any, repo_arg: str, rev: str | None, subdir: str, *, host_name: str | None = None,
+          fetch: bool = True, repo: Any = None, sleep: Any = None, emit: Any = None) -> Wiring:
     """The adapters for a pass. With `fetch`, call it holding the state dir's lock: a URL is
-    fetched into it."""
+    fetched into it. `repo`: the loop's `GitSource` (its repository is opened lazily, so a
+    remote that is down at start does not stop the controller); `sleep`: the loop's
+    cancellable sleep for health waits."""
+    import time
+
     from controller.adapters import docker as docker_adapter
     from controller.adapters import log, probe, source
 
-    repo = source.open_source(repo_arg, st.path, fetch=fetch)
-    head = source.resolve(repo, rev)
+    if repo is None:
+        opened = source.open_source(repo_arg, st.path, fetch=fetch)
+        repo_of = lambda: opened  # noqa: E731
+    else:
+        repo_of = lambda: repo.repo  # noqa: E731
+    head = source.resolve(repo_of(), rev) if rev else ""
 
     def load(commit: str) -> Loaded:
-        return load_files(source.read_commit(repo, commit, subdir))
+        return load_files(source.read_commit(repo_of(), commit, subdir))
 
     environ = dict(os.environ)
     runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ, owner=st.owner_id(create=fetch),
                                            state_dir=str(st.path))
     prober = probe.NetProber()
-    emit = log.emitter()
+    emit = emit or log.emitter()
     reconciler = Reconciler(
         runtime=runtime, prober=prober, store=st, config=st, load=load,
         fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
-        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit), host_name=host_name,
-        is_ancestor=lambda a, b: source.is_ancestor(repo, a, b))
-    return Wiring(reconciler, repo, head)
+        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit, sleep=sleep or time.sleep),
+        host_name=host_name, is_ancestor=lambda a, b: source.is_ancestor(repo_of(), a, b))
+    return Wiring(reconciler, repo_of() if repo is None else None, head)
 
 
 def _remember_source(st: Any, repo: str, rev: str, path: str, host_name: str | None) -> None:
@@ -88,8 +96,16 @@ def _print_result(result: PassResult, fmt: str) -> int:
     return 0 if result.ok else 1
 
 
+def _not_suspended(st: Any) -> None:
+    from controller.cli_run import suspended_fault
+    fault = suspended_fault(st.path)
+    if fault is not None:
+        raise fault
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     st = _state(args.state_dir)
+    _not_suspended(st)
     with st.locked("apply"):
         w = _wire(st, args.repo, args.rev, args.path, host_name=args.host_name)
         _remember_source(st, args.repo, args.rev, args.path, args.host_name)
@@ -105,36 +121,53 @@ def _stored(st: Any) -> Record:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from controller.cli_run import ask_loop, loop_holder
     st = _state(args.state_dir, create=False)
+    _not_suspended(st)
+    holder = loop_holder(st.path)
+    if holder:
+        return ask_loop(st.path, holder, "retry", wait_s=args.wait, fmt=args.format)
     with st.locked("retry"):
         rec = _stored(st)
         w = _wire(st, rec.repo, rec.rev or "HEAD", rec.path, host_name=rec.host_name)
         return _print_result(w.reconciler.run(w.head, retry=True), args.format)
 
 
+def _rollback_target(rec: Record, repo: Any, to: str | None, force: bool, st: Any) -> str:
+    from controller.adapters import source
+    if to:
+        target = source.resolve(repo, to)
+        known_good = target == rec.last_good or target in rec.good_trail
+        if not known_good and not force:
+            why = (f"quarantined: {rec.quarantined[target].reason}" if target in rec.quarantined
+                   else "never applied successfully by this state dir")
+            raise StateError(Fault(f"commit {target[:12]}", f"is not a known good commit ({why})",
+                                   "pick one from `llm-gitops history`, or pass --force to apply it anyway"))
+        return target
+    earlier = [c for c in rec.good_trail if c != rec.last_applied and source.is_ancestor(repo, c, c)]
+    if not earlier:
+        raise StateError(Fault(f"state dir {st.path}", "no earlier good commit that the repository still "
+                               "has is recorded", "name one: llm-gitops rollback --to REV"))
+    return earlier[0]
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from controller.adapters import source
+    from controller.cli_run import ask_loop, loop_holder
     st = _state(args.state_dir, create=False)
-    with st.locked("rollback"):
+    _not_suspended(st)
+    holder = loop_holder(st.path)
+    if holder:  # the loop fetches; the commit named must already be known here
         rec = _stored(st)
-        w = _wire(st, rec.repo, rec.rev or "HEAD", rec.path, host_name=rec.host_name)
-        if args.to:
-            target = source.resolve(w.repo, args.to)
-            known_good = target == rec.last_good or target in rec.good_trail
-            if not known_good and not args.force:
-                why = (f"quarantined: {rec.quarantined[target].reason}" if target in rec.quarantined
-                       else "never applied successfully by this state dir")
-                raise StateError(Fault(f"commit {target[:12]}", f"is not a known good commit ({why})",
-                                       "pick one from `llm-gitops history`, or pass --force to apply it anyway"))
-        else:
-            earlier = [c for c in rec.good_trail if c != rec.last_applied and source.is_ancestor(w.repo, c, c)]
-            if not earlier:
-                raise StateError(Fault(f"state dir {st.path}", "no earlier good commit that the repository still "
-                                       "has is recorded", "name one: llm-gitops rollback --to REV"))
-            target = earlier[0]
-        result = w.reconciler.run(w.head, pin_to=target)
-        code = _print_result(result, args.format)
-    if result.ok and args.format == "text":
+        target = _rollback_target(rec, source.open_source(rec.repo, st.path, fetch=False), args.to, args.force, st)
+        code = ask_loop(st.path, holder, "rollback", wait_s=args.wait, fmt=args.format, to=target)
+    else:
+        with st.locked("rollback"):
+            rec = _stored(st)
+            w = _wire(st, rec.repo, rec.rev or "HEAD", rec.path, host_name=rec.host_name)
+            target = _rollback_target(rec, w.repo, args.to, args.force, st)
+            code = _print_result(w.reconciler.run(w.head, pin_to=target), args.format)
+    if code == 0 and args.format == "text":
         _out(f"Pinned to {target[:12]}: new commits on the branch will be applied again; "
              "`llm-gitops retry` returns to the branch head now.")
     return code
@@ -200,6 +233,14 @@ def status_of(state_dir: str) -> dict[str, Any]:
         "pinned": rec.pinned, "quarantined": {c: dataclasses.asdict(q) for c, q in rec.quarantined.items()},
         "containers": [], "drift": [], "engine": "ok",
     }
+    control = state.ControlFiles(st.path)
+    holder = state.lock_holder(st.path)
+    try:
+        loop = control.loop_state() if holder and ", run," in holder else None
+        body["suspended"] = control.suspended()
+    except ControllerError:
+        loop, body["suspended"] = None, None
+    body["controller"] = {"running": True, **loop} if loop else {"running": False, "lock": holder}
     last = st.history()[-1:] or [None]
     body["last_pass"] = ({k: last[0].get(k) for k in ("commit", "outcome", "message", "started", "trigger")}
                          if last[0] else None)
@@ -255,6 +296,24 @@ def cmd_status(args: argparse.Namespace) -> int:
              f"last applied    {short(body['last_applied'])}",
              f"last good       {short(body['last_good'])}",
              f"last attempted  {short(body['last_attempted'])}"]
+    ctl = body["controller"]
+    if ctl.get("running"):
+        lines.append(f"controller      running (pid {ctl.get('pid')}, {ctl.get('state')}"
+                     + (f", http {ctl['http']}" if ctl.get("http") else "") + ")")
+        if ctl.get("source_error"):
+            lines.append(f"source          {ctl['source_error']}")
+        if ctl.get("failures_in_a_row"):
+            lines.append(f"backoff         {ctl['failures_in_a_row']} failed pass(es) in a row; next try in "
+                         f"{ctl.get('next_try_in_s')} s")
+        for name, f in (ctl.get("flapping") or {}).items():
+            lines.append(f"flapping        {name}: restarted {f.get('restarts')} times within {f.get('window_s')} s; "
+                         "stopped and left alone until a new commit or `llm-gitops retry`")
+    else:
+        lines.append("controller      not running" + (f" (state dir held by {ctl['lock']})" if ctl.get("lock") else ""))
+    if body.get("suspended"):
+        sus = body["suspended"]
+        lines.append(f"suspended       since {sus.get('at')} by {sus.get('by')}"
+                     + (f": {sus.get('reason')}" if sus.get("reason") else "") + "  (`llm-gitops resume` ends it)")
     if body["pinned"]:
         lines.append(f"pinned          {short(body['pinned'])}  (rollback; `llm-gitops retry` unpins)")
     for commit, q in body["quarantined"].items():
@@ -280,7 +339,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append("drift: unknown (the engine does not answer)")
     else:
         lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"])
-                     + "\n  (`llm-gitops apply` puts it back as the applied commit says)")
+                     + ("\n  (the running controller puts it back at its next drift check)" if ctl.get("running")
+                        else "\n  (`llm-gitops apply` puts it back as the applied commit says)"))
     _out("\n".join(lines))
     return 0
 

@@ -125,3 +125,15 @@ class HealthError(FaultError):
 
 class StateError(FaultError):
     """The state directory cannot be used: locked by another controller, unreadable, unwritable."""
+
+
+class Cancelled(BaseException):
+    """A pass was told to stop waiting: a newer commit arrived, or the controller is stopping
+    (SIGTERM). Raised from the pass's `sleep`, so it can only interrupt a wait (a health gate,
+    a canary), never a half-done engine call. A BaseException like KeyboardInterrupt: the
+    `except Exception` nets that turn surprises into a rollback must let it through, and
+    every `finally` (a canary container's removal) still runs."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -74,6 +74,14 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.changes or self.config_diff)
 
+    def leaving_alone(self, names: frozenset[str] | set[str]) -> Plan:
+        """This plan with every step on the containers `names` dropped (the loop's flap
+        limit: a container that keeps dying is left as it is, not started again and again).
+        A step that would only bring one back is dropped; one that replaces it too."""
+        if not names:
+            return self
+        return dataclasses.replace(self, steps=tuple(s for s in self.steps if s.name not in names))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "changes": self.has_changes,

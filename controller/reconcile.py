@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.apply import FAILED_STOP_S, Applier, ApplyFailed, Done, Emit, aside_name
-from controller.errors import ControllerError, EngineError, Fault, FaultError, Problem, RevisionNotFound
+from controller.errors import (Cancelled, ControllerError, EngineError, Fault, FaultError, Problem,
+                               RevisionNotFound)
 from controller.observed import PASS, Observation
 from controller.plan import Plan, SourceChange, conflicts, plan, ports_to_probe, spec_changes
 from controller.ports import GatewayConfig, Prober, Runtime, StateStore
@@ -39,6 +40,7 @@ Load = Callable[[str], Loaded]            # commit -> its spec directory, loaded
 Fingerprints = Callable[[set[str]], dict[str, str]]
 
 APPLIED, NOOP, INVALID, FAILED, BLOCKED, SKIPPED = "applied", "no-op", "invalid", "failed", "blocked", "skipped"
+INTERRUPTED = "interrupted"   # a wait was cancelled (newer commit, SIGTERM); the next pass goes on from there
 MAX_UNFINISHED = 3
 
 
@@ -55,6 +57,8 @@ class PassResult:
     problems: list[Problem] = field(default_factory=list)
     rollback: dict[str, Any] | None = None
     served: str | None = None          # when the head was skipped: the commit served instead
+    request: str | None = None         # the id of the `retry`/`rollback` request that asked for it
+    left_alone: list[str] = field(default_factory=list)   # containers the flap limit kept out of it
     started: str = ""
     duration_s: float = 0.0
 
@@ -71,7 +75,7 @@ class PassResult:
                 "trigger": self.trigger, "steps": self.steps, "done": self.done,
                 "faults": [f.as_dict() for f in self.faults], "problems": [p.as_dict() for p in self.problems],
                 "rollback": self.rollback, "served": self.served, "started": self.started,
-                "duration_s": self.duration_s}
+                "duration_s": self.duration_s, "request": self.request, "left_alone": self.left_alone}
 
 
 @dataclass
@@ -89,23 +93,32 @@ class Reconciler:
     # whether commit a is an ancestor of commit b (git): a quarantined commit that the applied
     # one descends from is superseded, and forgotten
     is_ancestor: Callable[[str, str], bool] = lambda a, b: False
+    # signed-commit mode: why a commit's signature is not accepted, or None when it is. A
+    # refused commit is quarantined like an invalid one (status says why; `retry` checks again).
+    verify: Callable[[str], str | None] | None = None
+    _leave_alone: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     # ------------------------------------------------------------------ the pass
 
-    def run(self, head: str, *, retry: bool = False, pin_to: str | None = None) -> PassResult:
+    def run(self, head: str, *, retry: bool = False, pin_to: str | None = None, trigger: str | None = None,
+            leave_alone: frozenset[str] = frozenset(), request: str | None = None) -> PassResult:
         """Serve `head` (the resolved branch head or --rev), unless a pin or the quarantine
         says otherwise. `retry`: forget the quarantine and any pin first. `pin_to`
         (`rollback --to`): serve that commit instead, until the branch head moves past
-        `head` or `retry`; if it fails, the pin is not kept."""
+        `head` or `retry`; if it fails, the pin is not kept. `leave_alone`: container names
+        the pass must not touch (the loop's flap limit). `trigger`, `request`: why it runs,
+        for the history (the loop says `commit`, `drift`, `webhook`...)."""
         t0, started = time.monotonic(), _now()
-        trigger = "retry" if retry else "rollback" if pin_to else "apply"
+        trigger = trigger or ("retry" if retry else "rollback" if pin_to else "apply")
+        self._leave_alone = leave_alone
         result, record = self._run(head, retry=retry, pin_to=pin_to, trigger=trigger)
         result.started, result.duration_s, result.trigger = started, round(time.monotonic() - t0, 2), trigger
+        result.request = request
         if record is not None:
             self.store.save(record)
             self.store.append_history(result.as_dict())
         self.emit("pass_end", level="info" if result.ok else "warning", commit=result.commit[:12],
-                  outcome=result.outcome, message=result.message)
+                  outcome=result.outcome, message=result.message, trigger=trigger, duration_s=result.duration_s)
         return result
 
     def _run(self, head: str, *, retry: bool, pin_to: str | None,
@@ -132,6 +145,11 @@ class Reconciler:
             rec = self._quarantine(rec, commit, f"{rec.inflight_attempts} passes on it were interrupted (killed or "
                                                 "timed out) before they finished")
         q = rec.quarantined.get(commit)
+        if q is None and self.verify is not None and not self._proven(rec, commit):
+            refused = self.verify(commit)
+            if refused is not None:
+                rec = self._quarantine(rec, commit, f"signature not accepted: {refused}")
+                q = rec.quarantined[commit]
         if q is not None:
             return self._skip(commit, q, rec, rec != before)
 
@@ -144,6 +162,11 @@ class Reconciler:
         if result.outcome == NOOP and rec == before:
             return result, None  # the promised no-op: one list call, nothing written
         return result, rec
+
+    @staticmethod
+    def _proven(rec: Record, commit: str) -> bool:
+        """Applied and good before (signed mode was off, or it was verified then)."""
+        return commit == rec.last_good or commit in rec.good_trail
 
     def _ancestor(self, a: str, b: str) -> bool:
         try:
@@ -196,10 +219,14 @@ class Reconciler:
             the_plan, observation = self.plan_live(desired, changes)
         except EngineError as exc:
             return PassResult(pass_id, commit, FAILED, exc.fault.message, faults=[exc.fault]), rec
+        left_alone = sorted(n for n in self._leave_alone if any(s.name == n for s in the_plan.changes))
+        the_plan = the_plan.leaving_alone(self._leave_alone)
         steps = [s.as_dict() for s in the_plan.changes]
         unproven = rec.last_applied != commit  # a new commit, or one an interrupted pass left half done
         if not the_plan.changes and not unproven:
-            return PassResult(pass_id, commit, NOOP, "nothing to do; everything runs as specified"), rec
+            said = (f"nothing to do, leaving {', '.join(left_alone)} alone (restarted too often; a new commit or "
+                    "`llm-gitops retry` tries it again)" if left_alone else "nothing to do; everything runs as specified")
+            return PassResult(pass_id, commit, NOOP, said, left_alone=left_alone), rec
 
         blockers = self.blockers(desired, the_plan, observation)
         if blockers:
@@ -215,9 +242,15 @@ class Reconciler:
             done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
         except ApplyFailed as exc:
             return self._failed(rec, commit, pass_id, steps, exc, loaded)
+        except Cancelled as exc:
+            # An orderly stop, not a crash: it does not count toward MAX_UNFINISHED. What it
+            # started stays as it is; the next pass plans from there (and gates it again).
+            self.emit("pass_interrupted", level="warning", commit=commit[:12], reason=exc.reason)
+            return PassResult(pass_id, commit, INTERRUPTED, f"interrupted while waiting: {exc.reason}; the next "
+                              "pass goes on from what runs now", steps=steps), rec
         rec = self._applied(rec, commit, desired)
         return PassResult(pass_id, commit, APPLIED, f"applied: {_summary(the_plan, done)}",
-                          steps=steps, done=done.actions), rec
+                          steps=steps, done=done.actions, left_alone=left_alone), rec
 
     # ------------------------------------------------------------------ pieces
 
@@ -355,6 +388,9 @@ class Reconciler:
         except ControllerError as exc:
             self.emit("rollback_failed", level="error", to=good[:12], error=str(exc))
             return {"to": good, "ok": False, "error": str(exc)}, None
+        except Cancelled as exc:  # stopping, or a newer commit: that pass plans from what runs now
+            self.emit("rollback_interrupted", level="warning", to=good[:12], reason=exc.reason)
+            return {"to": good, "ok": False, "error": f"interrupted: {exc.reason}"}, None
         self.emit("rollback_end", to=good[:12])
         return {"to": good, "ok": True, "steps": [s.as_dict() for s in the_plan.changes], "done": done.actions}, desired
 

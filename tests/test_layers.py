@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "controller"
-PURE = ["errors.py", "spec", "render", "observed.py", "plan.py", "review.py", "report.py", "record.py", "ports.py"]
+PURE = ["errors.py", "spec", "render", "observed.py", "plan.py", "review.py", "report.py", "record.py", "ports.py",
+        "settings.py", "metrics.py"]
 # The acting core: it keeps time (health gates) but reaches the world only through ports.
-ACTING = ["apply.py", "reconcile.py"]
+ACTING = ["apply.py", "reconcile.py", "loop.py"]
 ACTING_FORBIDDEN = {"docker", "git", "watchfiles", "structlog", "subprocess", "socket", "sqlite3", "requests",
                     "httpx", "urllib.request", "os", "pathlib", "logging", "shutil", "fcntl"}
 IO_LIBRARIES = {"docker", "git", "watchfiles", "structlog", "requests"}
@@ -27,8 +28,11 @@ ALLOWED = {
     "review": {"controller.errors", "controller.render", "controller.plan"},
     "report": {"controller.errors", "controller.render", "controller.plan"},
     "record": set(),
+    "settings": {"controller.errors", "controller.spec"},
+    "metrics": set(),
     "ports": {"controller.observed", "controller.record", "controller.render"},
     "apply": {"controller.errors", "controller.observed", "controller.plan", "controller.ports", "controller.render"},
+    "loop": {"controller.errors", "controller.reconcile"},
     "reconcile": {"controller.errors", "controller.apply", "controller.observed", "controller.plan", "controller.ports", "controller.record",
                   "controller.render", "controller.spec"},
 }

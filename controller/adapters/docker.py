@@ -206,6 +206,13 @@ class DockerRuntime:
         self.api.update_container(container_id, restart_policy={"Name": "unless-stopped"})
 
     @_engine(lambda self, cid: self.subject(cid))
+    def halt(self, container_id: str) -> None:
+        """The flap limit: restart policy "no" first (else the engine brings it straight
+        back), then stop it; it stays, stopped, for `docker logs`."""
+        self.api.update_container(container_id, restart_policy={"Name": "no"})
+        self.api.stop(container_id, timeout=5)
+
+    @_engine(lambda self, cid: self.subject(cid))
     def start(self, container_id: str) -> None:
         self.api.start(container_id)
 

@@ -1,7 +1,10 @@
 """Structured logs of a pass (structlog): readable lines on a terminal, JSON lines otherwise.
 
-Edge of the pipeline: `apply` and `reconcile` call an `emit(event, **fields)` function; this
-module makes one. Fields are container names, ids, commits, reasons: never env values.
+Edge of the pipeline: `apply`, `reconcile` and `loop` call an `emit(event, **fields)`
+function; this module makes one. Fields are container names, ids, commits, reasons: never
+env values. The event name is the step (`starting`, `waiting`, `healthy`, `config_swapped`,
+`rollback_start`...). Between `pass_start` and `pass_end` every line also carries the pass's
+`commit` and `pass_id`, so one pass can be followed with `grep` or `jq` in the journal.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ def emitter(stream: TextIO | None = None, *, json: bool | None = None) -> Emit:
                     structlog.processors.TimeStamper(fmt="%H:%M:%S" if not as_json else "iso", utc=as_json),
                     renderer])
 
+    context: dict[str, Any] = {}
+
     def emit(event: str, level: str = "info", **fields: Any) -> None:
-        getattr(logger, level)(event, **fields)
+        if event == "pass_start":
+            context.clear()
+            context.update(commit=fields.get("commit"), pass_id=fields.get("pass_id"))
+        getattr(logger, level)(event, **{**context, **fields})
+        if event == "pass_end":
+            context.clear()
 
     return emit

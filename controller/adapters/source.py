@@ -8,7 +8,9 @@ translated into SourceError here and never leave this module.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -167,3 +169,132 @@ def shown_url(repo: str) -> str:
         return repo
     host = parts.hostname or ""
     return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
+# --------------------------------------------------------------------------- the loop's source
+
+GIT_TIMEOUT_S = 60   # a hung remote (a firewall dropping packets) must not hang the loop
+
+
+def _git_env() -> dict[str, str]:
+    """Never wait for a password prompt: unattended, a prompt is a hang."""
+    env = dict(os.environ)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=20")
+    return env
+
+
+def _run_git(args: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
+             timeout: float = GIT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, env=env or _git_env(), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"git {args[0]}: no answer within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise SourceError(f"git cannot run: {exc}; install git") from None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class GitSource:
+    """`--repo` and `--branch` for `llm-gitops run` (`controller.loop.Source`).
+
+    A local repository is read in place (its objects; never its working tree). A URL is
+    mirrored into `<state-dir>/source.git`: `peek` asks the remote with `git ls-remote`
+    (cheap: one round trip, no objects), and `current(fetch=True)` fetches only when the
+    remote head differs from the mirror's. `peek` runs in the poller's and the watcher's
+    threads, so it uses a git subprocess and no shared gitpython object."""
+
+    def __init__(self, repo: str, state_dir: Path, branch: str) -> None:
+        self.arg, self.state_dir, self.branch = repo, state_dir, branch
+        self.ref = f"refs/heads/{branch}"
+        self.url = repo if is_url(repo) else None
+        self._repo: git.Repo | None = None
+        if self.url is None:
+            self._repo = open_repo(repo)
+            self.git_dir = Path(self._repo.git_dir)
+            self._check_branch()
+        else:
+            self.git_dir = state_dir / "source.git"
+
+    @property
+    def shown(self) -> str:
+        return shown_url(self.url) if self.url else str(Path(self.arg).resolve())
+
+    def _check_branch(self) -> None:
+        assert self._repo is not None
+        if self.ref not in {r.path for r in self._repo.references}:
+            heads = sorted(h.name for h in self._repo.heads)
+            raise SourceError(f"{self.shown}: no branch `{self.branch}`"
+                              + (f" (it has: {', '.join(heads)}); pass --branch" if heads else " (no commits yet)"))
+
+    @property
+    def repo(self) -> git.Repo:
+        """The gitpython repository the main thread reads commits from (the mirror for a URL)."""
+        if self._repo is None:
+            self._repo = open_source(self.arg, self.state_dir, fetch=False) if self.git_dir.exists() else \
+                open_source(self.arg, self.state_dir, fetch=True)
+        return self._repo
+
+    def peek(self) -> str:
+        if self.url is None:
+            done = _run_git(["rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}"], cwd=str(self.git_dir))
+            if done.returncode != 0:
+                raise SourceError(f"{self.shown}: branch `{self.branch}` does not exist any more (deleted?); "
+                                  "the stack keeps serving the last applied commit")
+            return done.stdout.strip()
+        done = _run_git(["ls-remote", "--exit-code", self.url, self.ref])
+        if done.returncode == 2:
+            raise SourceError(f"{self.shown}: branch `{self.branch}` does not exist on the remote (deleted?); "
+                              "the stack keeps serving the last applied commit")
+        if done.returncode != 0:
+            raise SourceError(f"{self.shown}: cannot reach the remote ({_last_line(done.stderr)}); check the URL, "
+                              "the network and the credentials. The stack keeps serving")
+        return done.stdout.split()[0]
+
+    def _local_head(self) -> str | None:
+        try:
+            return str(self.repo.commit(self.ref).hexsha)
+        except (git.exc.BadName, git.exc.BadObject, ValueError):
+            return None
+
+    def current(self, *, fetch: bool) -> str:
+        if self.url is not None and (fetch or not self.git_dir.exists()):
+            if not self.git_dir.exists():
+                self._repo = open_source(self.arg, self.state_dir, fetch=True)   # the first clone
+            else:
+                remote = self.peek()
+                if remote != self._local_head():
+                    self._fetch()
+        head = self._local_head()
+        if head is None:
+            raise SourceError(f"{self.shown}: branch `{self.branch}` not found" +
+                              ("" if self.url else " (deleted?)") + "; the stack keeps serving the last applied commit")
+        return head
+
+    def _fetch(self) -> None:
+        done = _run_git(["fetch", "--prune", "origin"], cwd=str(self.git_dir))
+        if done.returncode != 0:
+            raise SourceError(f"{self.shown}: cannot fetch ({_last_line(done.stderr)}); check the URL and "
+                              "credentials. The stack keeps serving")
+
+    def verify(self, commit: str, *, allowed_signers: str | None, gpg_home: str | None) -> str | None:
+        """Why `git verify-commit` does not accept `commit`, or None when it does."""
+        args = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers}"] if allowed_signers else []
+        env = _git_env()
+        if gpg_home:
+            env["GNUPGHOME"] = gpg_home
+        done = _run_git([*args, "verify-commit", "--raw", commit], cwd=str(self.git_dir), env=env)
+        if done.returncode == 0:
+            return None
+        body = _run_git(["cat-file", "commit", commit], cwd=str(self.git_dir), env=env)
+        if "\ngpgsig " not in "\n" + body.stdout.split("\n\n", 1)[0]:
+            return (f"commit {commit[:12]} is not signed; sign it (git commit -S) with a key in the allowed "
+                    "signers, or push a signed commit on top")
+        why = _last_line(done.stderr) or "the signature does not verify"
+        return (f"commit {commit[:12]} is signed, but git verify-commit does not accept it ({why}); add the "
+                "signer's key to the allowed signers (or keyring) and run `llm-gitops retry`")

@@ -12,6 +12,9 @@ and `apply` stages and swaps the gateway config here (`controller.ports.StateSto
     secret.key                 HMAC key for secret fingerprints (0600)
     gateway/config.yaml        the live LiteLLM config; the gateway mounts `gateway/` (0600)
     gateway/.staging/          where the next config is written and checked before the swap
+    suspended                  present while `llm-gitops suspend` holds changes (JSON: when, why)
+    loop.json                  what the running `llm-gitops run` is doing, for `status` (atomic)
+    requests/<id>.json         `retry`/`rollback` asked of the running loop; `<id>.answer.json` its result
 
 A crash at any instant leaves every file either old or new, never half written.
 """
@@ -105,6 +108,11 @@ class StateDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                if ", run," in holder:
+                    raise self._fault(f"a running controller owns it ({holder})",
+                                      "it applies new commits by itself: commit to the branch, or ask it with "
+                                      "`llm-gitops retry` / `rollback`; to stop it, stop its service "
+                                      "(SIGTERM)") from None
                 raise self._fault(f"in use by another llm-gitops ({holder})",
                                   "one controller per state dir: wait for it or stop it, or use another "
                                   "--state-dir") from None
@@ -284,6 +292,115 @@ class StateDir:
         except OSError as exc:
             raise self._fault(f"cannot swap in {self._live}: {exc.strerror or exc}",
                               "fix the state dir; the pass goes back to the last good commit") from None
+
+
+class ControlFiles:
+    """The files through which the CLI talks to a running loop (`controller.loop.Control`).
+    Written without the lock (the loop holds it), each atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.requests = path / "requests"
+
+    def _fault(self, message: str, hint: str = "") -> StateError:
+        return StateError(Fault(f"state dir {self.path}", message, hint))
+
+    def _read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            body = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise self._fault(f"{path.name} is unreadable: {exc}", f"remove {path}") from None
+        return body if isinstance(body, dict) else None
+
+    def _write_json(self, path: Path, body: Mapping[str, Any]) -> None:
+        try:
+            write_atomic(path, (json.dumps(dict(body), indent=2, sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            raise self._fault(f"cannot write {path.name}: {exc.strerror or exc}",
+                              "check the disk (full?) and the permissions of the state dir") from None
+
+    # suspend / resume
+    def suspended(self) -> dict[str, Any] | None:
+        return self._read_json(self.path / "suspended")
+
+    def suspend(self, reason: str) -> dict[str, Any]:
+        body = {"at": now(), "reason": reason, "by": f"{os.environ.get('USER', 'uid ' + str(os.getuid()))}"}
+        self._write_json(self.path / "suspended", body)
+        return body
+
+    def resume(self) -> bool:
+        try:
+            (self.path / "suspended").unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self.path)
+        return True
+
+    # requests to the loop
+    def put_request(self, action: str, **fields: Any) -> str:
+        rid = f"{int(time.time())}-{secrets.token_hex(4)}"
+        self.requests.mkdir(mode=0o700, exist_ok=True)
+        self._write_json(self.requests / f"{rid}.json", {"id": rid, "action": action, "at": now(), **fields})
+        return rid
+
+    def take_requests(self) -> list[dict[str, Any]]:
+        if not self.requests.is_dir():
+            return []
+        out = []
+        for path in sorted(self.requests.glob("*.json")):
+            if path.name.endswith(".answer.json"):
+                continue
+            try:
+                body = self._read_json(path)
+            except StateError:
+                body = None
+            with contextlib.suppress(OSError):
+                path.unlink()
+            if body is not None:
+                out.append(body)
+        return out
+
+    def answer_request(self, request_id: str, answer: Mapping[str, Any]) -> None:
+        self.requests.mkdir(mode=0o700, exist_ok=True)
+        self._write_json(self.requests / f"{request_id}.answer.json", answer)
+
+    def answer(self, request_id: str) -> dict[str, Any] | None:
+        return self._read_json(self.requests / f"{request_id}.answer.json")
+
+    def pending(self, request_id: str) -> bool:
+        return (self.requests / f"{request_id}.json").exists()
+
+    def withdraw(self, request_id: str) -> bool:
+        try:
+            (self.requests / f"{request_id}.json").unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    # what the loop is doing
+    def save_loop_state(self, state: Mapping[str, Any]) -> None:
+        self._write_json(self.path / "loop.json", {"pid": os.getpid(), **state})
+
+    def loop_state(self) -> dict[str, Any] | None:
+        return self._read_json(self.path / "loop.json")
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the state dir's lock now ("pid N, run, since ..."), or None when it is free."""
+    try:
+        fd = os.open(path / "lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+        return None
+    finally:
+        os.close(fd)
 
 
 def now() -> str:
