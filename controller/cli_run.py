@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolved = resolve_settings(args)
     s = resolved.settings
     assert s.repo is not None and s.state_dir is not None
-    emit = log.emitter(json=None if s.log_format == "auto" else s.log_format == "json")
+    emit = log.emitter(json=None if s.log_format == "auto" else s.log_format == "json", quiet_noops=True)
     st = state.StateDir(s.state_dir)
     control = state.ControlFiles(st.path)
     with st.locked("run"):

@@ -242,3 +242,24 @@ def test_the_webhook_signature_is_githubs_hmac_sha256() -> None:
     assert not signature_ok(b"other", body, good)               # another secret
     assert not signature_ok(b"s3cret", body, None)
     assert not signature_ok(b"s3cret", body, good.replace("sha256=", "sha1="))
+
+
+def test_a_drift_check_that_finds_nothing_writes_no_log_line() -> None:
+    import io
+    import json
+
+    from controller.adapters.log import emitter
+    out = io.StringIO()
+    emit = emitter(out, json=True, quiet_noops=True)
+    emit("pass_start", commit="aaa", pass_id="p1", trigger="drift")
+    emit("pass_end", commit="aaa", outcome="no-op", trigger="drift")
+    assert out.getvalue() == ""
+    emit("pass_start", commit="aaa", pass_id="p2", trigger="drift")   # this one repairs something
+    emit("starting", container="demo-a")
+    emit("pass_end", commit="aaa", outcome="applied", trigger="drift")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in lines] == ["pass_start", "starting", "pass_end"]
+    assert all(e["pass_id"] == "p2" and e["commit"] == "aaa" for e in lines)
+    emit("pass_start", commit="bbb", pass_id="p3", trigger="commit")  # a commit's pass always shows
+    emit("pass_end", commit="bbb", outcome="no-op", trigger="commit")
+    assert out.getvalue().count("pass_start") == 2

@@ -17,7 +17,9 @@ import structlog
 from controller.apply import Emit
 
 
-def emitter(stream: TextIO | None = None, *, json: bool | None = None) -> Emit:
+def emitter(stream: TextIO | None = None, *, json: bool | None = None, quiet_noops: bool = False) -> Emit:
+    """`quiet_noops` (the loop): a drift check that found nothing to do writes no line, so
+    the journal holds what changed, not a heartbeat every minute (`/metrics` counts them)."""
     out = stream or sys.stderr
     as_json = not out.isatty() if json is None else json
     renderer: Any = (structlog.processors.JSONRenderer() if as_json
@@ -30,10 +32,23 @@ def emitter(stream: TextIO | None = None, *, json: bool | None = None) -> Emit:
 
     context: dict[str, Any] = {}
 
+    held: list[tuple[str, str, dict[str, Any]]] = []   # a drift pass's start, until it proves not a no-op
+
     def emit(event: str, level: str = "info", **fields: Any) -> None:
         if event == "pass_start":
             context.clear()
             context.update(commit=fields.get("commit"), pass_id=fields.get("pass_id"))
+            if quiet_noops and fields.get("trigger") == "drift":
+                held[:] = [(event, level, {**context, **fields})]
+                return
+        if held:
+            if event == "pass_end" and fields.get("outcome") == "no-op":
+                held.clear()
+                context.clear()
+                return
+            for e, lv, f in held:
+                getattr(logger, lv)(e, **f)
+            held.clear()
         getattr(logger, level)(event, **{**context, **fields})
         if event == "pass_end":
             context.clear()
