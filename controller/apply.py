@@ -37,7 +37,7 @@ class Gate:
 
     samples: int = 3
     interval_s: float = 0.5
-    progress_every_s: float = 10.0
+    progress_every_s: float = 5.0
 
 
 @dataclass

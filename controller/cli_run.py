@@ -143,8 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise StateError(Fault(f"http 127.0.0.1:{s.http_port}", f"cannot listen: {exc.strerror or exc}",
                                        "pick another --http-port (0: any free port), or `off`")) from None
             loop.http = f"127.0.0.1:{server.server_port}"
-        emit("settings", **{k: _shown(k, getattr(s, k)) for k in settings_mod.FIELDS},
-             origins={k: v for k, v in resolved.origins.items() if v != "default"})
+        given = {k: v for k, v in resolved.origins.items() if v != "default"}
+        emit("settings", **{k: _shown(k, getattr(s, k)) for k in given}, origins=given)
         emit("controller_ready", repo=src.shown, branch=s.branch, state_dir=str(st.path), http=loop.http,
              watching=bool(s.watch and src.url is None), poll_interval_s=s.poll_interval_s,
              webhook="enabled" if os.environ.get(s.webhook_secret_env) else "disabled (no secret)")

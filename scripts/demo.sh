@@ -7,10 +7,13 @@
 #   3. print the plan between the two commits, as a reviewer would see it.
 #   On the Docker engine (DEMO_OFFLINE=1 stops before this):
 #   4. make engine + make images (a local engine and the stub, LiteLLM and Redis images);
-#   5. .demo/demo-repo from config/demo, and `llm-gitops apply`: five containers come up;
+#   5. .demo/demo-repo from config/demo (a real git repo to commit to), and the controller,
+#      `llm-gitops run`, in the foreground: five containers come up, health-gated;
 #   6. a chat completion through the real LiteLLM gateway;
-#   7. commit a change, see the live plan, apply it: only the changed provider restarts.
-# The stack keeps running afterwards; `make demo-clean` removes it.
+#   7. a commit: the controller sees it and converges (only the changed provider restarts).
+# Then the controller keeps running in the foreground until Ctrl-C; when stdin is not a
+# terminal (CI, tests) it is stopped with SIGTERM instead. The stack keeps running
+# afterwards; `make demo-clean` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${DEMO_DIR:-.demo}   # tests point it elsewhere
@@ -57,53 +60,141 @@ bash scripts/images.sh
 live=$demo/demo-repo
 state=$demo/state
 stack=${DEMO_STACK:-demo}   # tests run the demo under another name and other ports
-say "5/7 llm-gitops apply --repo $live --state-dir $state"
+offset=${DEMO_PORT_OFFSET:-0}
+http_port=$((8790 + offset))
+say "5/7 the demo repo $live, and the controller: llm-gitops run"
 if [ -z "${LITELLM_MASTER_KEY:-}" ]; then
     if [ ! -s "$demo/master-key" ]; then
         mkdir -p "$demo" && (umask 077 && python3 -c 'import secrets; print("sk-" + secrets.token_urlsafe(32))' > "$demo/master-key")
     fi
     LITELLM_MASTER_KEY=$(cat "$demo/master-key")
-    echo "The gateway's master key is in $demo/master-key (made now, kept between runs)."
+    echo "LITELLM_MASTER_KEY is unset, so a master key was made for the gateway: $demo/master-key (0600, kept between runs)."
+else
+    echo "The gateway's master key is your \$LITELLM_MASTER_KEY."
 fi
 export LITELLM_MASTER_KEY
 export LLM_GITOPS_NO_GPU_REQUESTS=1   # the demo stack has no GPUs
+
+# The gateway image: the official LiteLLM image of the pinned version when this host has it,
+# else the one `make images` built from the same release.
+version=$(sed -n 's/.*"litellm==\([0-9.]*\)".*/\1/p' pyproject.toml)
+gateway_image=${DEMO_GATEWAY_IMAGE:-}
+if [ -z "$gateway_image" ]; then
+    for candidate in "ghcr.io/berriai/litellm:main-v$version" "ghcr.io/berriai/litellm:v$version-stable" \
+                     "ghcr.io/berriai/litellm:v$version" "docker.litellm.ai/berriai/litellm:main-v$version" \
+                     "litellm/litellm:v$version"; do
+        if docker image inspect "$candidate" >/dev/null 2>&1; then gateway_image=$candidate; break; fi
+    done
+fi
+if [ -n "$gateway_image" ]; then
+    echo "Gateway image: $gateway_image (found on this host)."
+else
+    gateway_image="llm-gitops-test/litellm:$version"
+    echo "Gateway image: $gateway_image, built locally (this host has no official image of LiteLLM $version;"
+    echo "  after \`docker pull ghcr.io/berriai/litellm:main-v$version\` the demo uses that one)."
+fi
+
 rm -rf "$live" && mkdir -p "$live"
 cp config/demo/*.yaml "$live"/
-python3 - "$live" "$stack" "${DEMO_PORT_OFFSET:-0}" <<'PY'
+python3 - "$live" "$stack" "$offset" "$gateway_image" <<'PY'
 import pathlib, re, sys
-repo, stack, offset = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+repo, stack, offset, image = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 for f in repo.glob("*.yaml"):
     text = re.sub(r"(?m)^name: demo$", f"name: {stack}", f.read_text())
     text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{int(m.group(1)) + offset}", text)
+    if f.name == "stack.yaml" and not image.startswith("llm-gitops-test/"):
+        text = re.sub(r"(?m)^  image: llm-gitops-test/litellm:\S+$", f"  image: {image}", text)
+        allowed = image.rsplit(":", 1)[0]
+        text = re.sub(r"(?m)^  allowed_images: \[llm-gitops-test/\]", f"  allowed_images: [llm-gitops-test/, {allowed}]", text)
     f.write_text(text)
 PY
 gitl() { git -C "$live" -c user.name=llm-gitops-demo -c user.email=demo@localhost "$@"; }
 gitl init -q -b main && gitl add -A && gitl commit -q -m "The demo stack: three stub providers, LiteLLM, Redis"
-llm-gitops apply --repo "$live" --state-dir "$state"
-llm-gitops status --state-dir "$state"
-
+first=$(gitl rev-parse HEAD)
 gateway=$(python3 -c 'import re,sys; print(re.search(r"base_url: (\S+)", open(sys.argv[1]).read().split("gateway:")[1]).group(1))' "$live/stack.yaml")
-say "6/7 a chat completion through the gateway at $gateway"
+
+echo "llm-gitops run --repo $live --state-dir $state --http-port $http_port"
+echo "(its log follows: one line per step, each with the commit it belongs to)"
+llm-gitops run --repo "$live" --state-dir "$state" --http-port "$http_port" --log-format console \
+    --drift-interval-s 30 &
+controller=$!
+stop_controller() {
+    if kill -0 "$controller" 2>/dev/null; then
+        kill -TERM "$controller" 2>/dev/null || true
+        wait "$controller" 2>/dev/null || true
+    fi
+}
+trap 'stop_controller; echo; echo "Controller stopped. The stack keeps running; make demo-clean removes it."; exit 0' INT TERM
+trap 'stop_controller' EXIT
+
+# Wait until the controller has finished a pass on commit $1: 0 when applied, else say why.
+wait_applied() {
+    python3 - "$state" "$1" "${2:-300}" "$controller" <<'PY'
+import json, os, pathlib, sys, time
+state, commit, limit, pid = pathlib.Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("the controller exited; its log above says why")
+    try:
+        lines = (state / "history.jsonl").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("commit") == commit and e.get("outcome") not in (None, "interrupted"):
+            sys.exit(0 if e["outcome"] == "applied" else f"the controller did not apply {commit[:12]}: {e['message']}")
+    time.sleep(0.5)
+sys.exit(f"the controller did not finish {commit[:12]} within {limit:.0f} s")
+PY
+}
+wait_applied "$first"
+
 ask='{"model": "qwen-tiny", "messages": [{"role": "user", "content": "Hello"}]}'
-echo "curl $gateway/v1/chat/completions -H \"Authorization: Bearer \$LITELLM_MASTER_KEY\" -d '$ask'"
+say "6/7 a chat completion through the gateway at $gateway"
+echo "curl $gateway/v1/chat/completions -H \"Authorization: Bearer \$LITELLM_MASTER_KEY\" -H 'Content-Type: application/json' -d '$ask'"
 curl -sS --noproxy '*' --fail-with-body "$gateway/v1/chat/completions" -H "Authorization: Bearer $LITELLM_MASTER_KEY" \
     -H 'Content-Type: application/json' -d "$ask" \
   | python3 -c 'import json,sys; r=json.load(sys.stdin); print("answer:", r["choices"][0]["message"]["content"])'
 
-say "7/7 commit a change (vllm-tiny gets --seed 1), plan it live, apply it"
+say "7/7 commit a change (vllm-tiny gets --seed 1); the controller sees it and converges"
 python3 - "$live/providers.yaml" <<'PY'
 import sys
 path = sys.argv[1]
 text = open(path).read().replace('--max-model-len, "2048"]', '--max-model-len, "2048", --seed, "1"]', 1)
 open(path, "w").write(text)
 PY
+echo "git -C $live commit -am 'vllm-tiny: fixed seed'"
 gitl commit -q -am "vllm-tiny: fixed seed"
-llm-gitops plan --live --repo "$live" --state-dir "$state"
-llm-gitops apply --repo "$live" --state-dir "$state"
+wait_applied "$(gitl rev-parse HEAD)"
 llm-gitops history --state-dir "$state"
 
-echo
-echo "The stack keeps running: gateway $gateway, master key in \$LITELLM_MASTER_KEY or $demo/master-key."
-echo "Change $live/*.yaml, commit, and run:  .venv/bin/llm-gitops apply --repo $live --state-dir $state"
-echo "See what runs:                         .venv/bin/llm-gitops status --state-dir $state"
-echo "Stop and remove it:                    make demo-clean"
+cat <<EOF
+
+== The stack runs, and the controller keeps it so.
+  Gateway     $gateway  (the OpenAI API; models qwen-tiny, tinyllama:1.1b, phi-mini, ...)
+  Master key  export LITELLM_MASTER_KEY=\$(cat $demo/master-key)   (or your own \$LITELLM_MASTER_KEY)
+  Ask it      curl $gateway/v1/chat/completions -H "Authorization: Bearer \$LITELLM_MASTER_KEY" \\
+                -H 'Content-Type: application/json' -d '$ask'
+  Change it   edit $live/providers.yaml or model-mappings.yaml, then
+                git -C $live commit -am "my change"
+              and watch the controller's log converge (or roll back) within seconds
+  Look        .venv/bin/llm-gitops status --state-dir $state     curl -s 127.0.0.1:$http_port/status
+  Stop        Ctrl-C stops the controller (the stack keeps running); make demo-clean removes the stack
+EOF
+
+if [ -t 0 ] && [ -z "${DEMO_SCRIPTED:-}" ]; then
+    echo
+    echo "The controller keeps running in the foreground; Ctrl-C stops it."
+    wait "$controller"
+else
+    echo
+    echo "(stdin is not a terminal: the controller is stopped now, as Ctrl-C would)"
+    stop_controller
+    echo "Controller stopped. The stack keeps running; make demo-clean removes it."
+fi

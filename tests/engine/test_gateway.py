@@ -69,25 +69,29 @@ def test_apply_brings_up_config_demo_with_the_real_gateway(lab: Lab) -> None:
 
 
 def test_make_demo_runs_end_to_end(lab: Lab, tmp_path: Any) -> None:
-    """scripts/demo.sh as `make demo` runs it, under this test's stack name and free ports."""
+    """scripts/demo.sh as `make demo` runs it (stdin not a terminal: the controller is stopped
+    at the end), under this test's stack name and free ports."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    offset = next(o for o in range(20000, 40000, 97) if all(_free(p + o) for p in (14000, 16379, 18001, 18002, 18003)))
+    offset = next(o for o in range(20000, 40000, 97)
+                  if all(_free(p + o) for p in (14000, 16379, 18001, 18002, 18003, 8790)))
     env = {**os.environ, "DEMO_DIR": str(tmp_path / "demo"), "DEMO_STACK": lab.name, "DEMO_PORT_OFFSET": str(offset),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("LITELLM_MASTER_KEY")  # the demo makes one
     result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    out = result.stdout + result.stderr   # the controller logs to stderr
+    assert result.returncode == 0, out
     assert f"applied: created {lab.name}-cache, " in out and "; config swapped" in out
     assert "answer: stub demo/qwen-tiny on 127.0.0.1:" in out
-    assert f"recreate  {lab.name}-vllm-tiny" in out and f"applied: recreated {lab.name}-vllm-tiny\n" in out
+    # the controller ran in the foreground, saw the commit and converged: only vllm-tiny restarted
+    assert "trigger=commit" in out and f"commit: applied: recreated {lab.name}-vllm-tiny\n" in out
+    assert "Controller stopped. The stack keeps running" in out and "lock_released" in out
     key = (tmp_path / "demo" / "master-key").read_text().strip()
-    assert len(key) > 40 and key not in out + result.stderr
+    assert len(key) > 40 and key not in out
     assert (tmp_path / "demo" / "master-key").stat().st_mode & 0o777 == 0o600
 
 
@@ -99,3 +103,32 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_make_demo_uses_the_official_gateway_image_when_the_host_has_one(lab: Lab, tmp_path: Any) -> None:
+    """A host with LiteLLM's own image of the pinned version (here: the local build, tagged
+    with the official name for the test, and untagged afterwards if the host had no such tag)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    official = "ghcr.io/berriai/litellm:main-v1.108.7"
+    had = subprocess.run(["docker", "image", "inspect", official], capture_output=True).returncode == 0
+    if not had:
+        lab.engine.api.tag("llm-gitops-test/litellm:1.108.7", "ghcr.io/berriai/litellm", "main-v1.108.7")
+    try:
+        offset = next(o for o in range(40000, 45000, 89)
+                      if all(_free(p + o) for p in (14000, 16379, 18001, 18002, 18003, 8790)))
+        env = {**os.environ, "DEMO_DIR": str(tmp_path / "demo"), "DEMO_STACK": lab.name,
+               "DEMO_PORT_OFFSET": str(offset), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=600)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out
+        assert f"Gateway image: {official} (found on this host)" in out
+        assert lab.containers()[lab.cname("gateway")]["Config"]["Image"] == official
+        assert "answer: stub demo/qwen-tiny on 127.0.0.1:" in out
+    finally:
+        if not had:
+            lab.engine.api.remove_image(official, noprune=True)
