@@ -244,13 +244,11 @@ class GitSource:
         if self.url is None:
             done = _run_git(["rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}"], cwd=str(self.git_dir))
             if done.returncode != 0:
-                raise SourceError(f"{self.shown}: branch `{self.branch}` does not exist any more (deleted?); "
-                                  "the stack keeps serving the last applied commit")
+                raise self._gone()
             return done.stdout.strip()
         done = _run_git(["ls-remote", "--exit-code", self.url, self.ref])
         if done.returncode == 2:
-            raise SourceError(f"{self.shown}: branch `{self.branch}` does not exist on the remote (deleted?); "
-                              "the stack keeps serving the last applied commit")
+            raise self._gone()
         if done.returncode != 0:
             raise SourceError(f"{self.shown}: cannot reach the remote ({_last_line(done.stderr)}); check the URL, "
                               "the network and the credentials. The stack keeps serving")
@@ -272,9 +270,13 @@ class GitSource:
                     self._fetch()
         head = self._local_head()
         if head is None:
-            raise SourceError(f"{self.shown}: branch `{self.branch}` not found" +
-                              ("" if self.url else " (deleted?)") + "; the stack keeps serving the last applied commit")
+            raise self._gone()
         return head
+
+    def _gone(self) -> SourceError:
+        where = " on the remote" if self.url else ""
+        return SourceError(f"{self.shown}: branch `{self.branch}` does not exist{where} any more (deleted?); "
+                           "the stack keeps serving the last applied commit")
 
     def _fetch(self) -> None:
         done = _run_git(["fetch", "--prune", "origin"], cwd=str(self.git_dir))

@@ -316,3 +316,27 @@ def test_sigint_is_handled_like_sigterm(lab: Lab) -> None:
         ctl.wait_pass(1)
         ctl.proc.send_signal(signal.SIGINT)
         assert ctl.proc.wait(timeout=30) == 0
+
+
+def test_a_force_push_back_and_a_deleted_branch_on_a_watched_repo(lab: Lab) -> None:
+    first = lab.commit("first")
+    with Controller(lab, "--drift-interval-s", "1", "--poll-interval-s", "1") as ctl:
+        ctl.wait_pass(1, outcome="applied")
+        old = _spec_hash(lab, "alpha")
+        lab.providers["alpha"]["container"]["args"] = ["--seed", "3"]
+        second = lab.commit("second")
+        ctl.wait_pass(1, commit=second[:12], outcome="applied")
+        lab.repo._git("reset", "-q", "--hard", first)  # the branch moves back, as after a force-push
+        back = ctl.wait_pass(2, commit=first[:12])
+        assert back["outcome"] == "applied" and _spec_hash(lab, "alpha") == old
+        lab.repo._git("checkout", "-q", "--detach")
+        lab.repo._git("branch", "-D", "main")
+        err = ctl.wait_event("source_error", timeout=30)
+        assert "branch `main` does not exist any more" in err["error"]
+        beta = lab.ids()[lab.cname("beta")]
+        lab.engine.api.stop(beta, timeout=1)  # still served: drift repair goes on
+        wait_for(lambda: lab.engine.api.inspect_container(beta)["State"]["Running"], timeout=30)
+        assert "does not exist" in ctl.status()["controller"]["source_error"]
+        lab.repo._git("checkout", "-q", "-b", "main")
+        ctl.wait_event("source_ok", timeout=30)
+        assert ctl.terminate() == 0
