@@ -150,7 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
              webhook="enabled" if os.environ.get(s.webhook_secret_env) else "disabled (no secret)")
 
         def on_signal(signum: int, _frame: Any) -> None:
-            loop.stop(signal.Signals(signum).name)
+            # Not in the handler itself: it runs inside whatever the main thread was doing,
+            # which may hold the log's write lock; a thread takes the locks as any other.
+            threading.Thread(target=loop.stop, args=(signal.Signals(signum).name,), daemon=True).start()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         for t in threads:
