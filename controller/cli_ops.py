@@ -42,8 +42,11 @@ def _state(state_dir: str, *, create: bool = True) -> Any:
     return state.StateDir(state_dir, create=create)
 
 
+CANARY_ENV = "LLM_GITOPS_CANARY"   # 0: no canary (until the settings file has the switch)
+
+
 def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | None = None,
-          fetch: bool = True) -> Wiring:
+          fetch: bool = True, no_canary: bool = False) -> Wiring:
     """The adapters for a pass. With `fetch`, call it holding the state dir's lock: a URL is
     fetched into it."""
     from controller.adapters import docker as docker_adapter
@@ -58,12 +61,13 @@ def _wire(st: Any, repo_arg: str, rev: str, subdir: str, *, host_name: str | Non
     environ = dict(os.environ)
     runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ, owner=st.owner_id(create=fetch),
                                            state_dir=str(st.path))
-    prober = probe.NetProber()
+    prober = probe.NetProber(environ=environ)
     emit = log.emitter()
+    canary = not no_canary and environ.get(CANARY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
     reconciler = Reconciler(
         runtime=runtime, prober=prober, store=st, config=st, load=load,
         fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
-        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit), host_name=host_name,
+        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit, canary=canary), host_name=host_name,
         is_ancestor=lambda a, b: source.is_ancestor(repo, a, b))
     return Wiring(reconciler, repo, head)
 
@@ -91,7 +95,7 @@ def _print_result(result: PassResult, fmt: str) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     st = _state(args.state_dir)
     with st.locked("apply"):
-        w = _wire(st, args.repo, args.rev, args.path, host_name=args.host_name)
+        w = _wire(st, args.repo, args.rev, args.path, host_name=args.host_name, no_canary=args.no_canary)
         _remember_source(st, args.repo, args.rev, args.path, args.host_name)
         return _print_result(w.reconciler.run(w.head), args.format)
 

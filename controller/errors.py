@@ -125,3 +125,8 @@ class HealthError(FaultError):
 
 class StateError(FaultError):
     """The state directory cannot be used: locked by another controller, unreadable, unwritable."""
+
+
+class GatewayMismatch(FaultError):
+    """A gateway (the canary of a staged config, or the live one after the swap) does not
+    serve exactly the public model names the commit renders: LiteLLM dropped or renamed some."""
