@@ -5,7 +5,9 @@
 # context (label llm-gitops.context); edit a context and the next run rebuilds that image.
 #
 #   llm-gitops-test/debian:bookworm   debootstrap minbase + python3, python3-venv, ca-certificates
-#   llm-gitops-test/stub:1            the vLLM/Ollama/llama.cpp stand-in (images/stub)
+#   llm-gitops-test/stub:1            the vLLM/Ollama/llama.cpp stand-in (images/stub), as config/demo names it
+#   llm-gitops-test/stub:2            the same context; the tests' tag since the stub, standing in for the
+#                                     gateway, lists its --config's names (apply checks them after the swap)
 #   llm-gitops-test/litellm:<ver>     the real LiteLLM proxy, litellm[proxy]==<ver> (images/litellm)
 #   llm-gitops-test/redis:1           Debian's redis-server, the demo's cache (images/redis)
 set -euo pipefail
@@ -59,6 +61,7 @@ build() {  # build NAME CONTEXT_DIR [--build-arg ...]
 }
 
 build llm-gitops-test/stub:1 "$here/images/stub"
+build llm-gitops-test/stub:2 "$here/images/stub"
 build llm-gitops-test/redis:1 "$here/images/redis"
 build "llm-gitops-test/litellm:$LITELLM_VERSION" "$here/images/litellm" --build-arg "LITELLM_VERSION=$LITELLM_VERSION"
 echo "images: ready"

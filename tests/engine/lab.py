@@ -27,7 +27,7 @@ import yaml
 
 from conftest import GitRepo
 
-STUB = "llm-gitops-test/stub:1"
+STUB = "llm-gitops-test/stub:2"   # lists a gateway config's names when it stands in for the gateway
 LITELLM = "llm-gitops-test/litellm:1.108.7"
 REDIS = "llm-gitops-test/redis:1"
 
