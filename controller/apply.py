@@ -8,6 +8,11 @@ gateway; each started container must pass its health gate before the next step. 
 and removed containers are stopped and renamed aside, not removed, until the whole plan
 has succeeded: going back (`reconcile`) is then a rename and a start.
 
+A staged config that changes is first proven on a canary (ARCHITECTURE.md step 5): the
+gateway image booted on the staged file on a free port of 127.0.0.1, gated like the gateway,
+then asked for /v1/models, which must list exactly the commit's public names. Only then is
+anything stopped. After the swap, the restarted gateway must list the same names (step 7).
+
 Raises `ApplyFailed` with the fault and what was done; it never undoes anything itself.
 """
 
@@ -18,15 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.errors import (ControllerError, EngineError, EngineNotFound, Fault, FaultError, HealthError,
-                               StateError)
+from controller.errors import (ControllerError, EngineError, EngineNotFound, Fault, FaultError, GatewayMismatch,
+                               HealthError, StateError)
 from controller.observed import ASIDE, PASS, ObservedContainer
 from controller.plan import Action, Plan, Step
 from controller.ports import GatewayConfig, Prober, Runtime
 from controller.render import ContainerSpec, Desired
-from controller.render.containers import Health
+from controller.render.containers import CANARY_HOST, Health, base_url, canary_container
+from controller.render.litellm import master_key_env, public_names
 
 FAILED_STOP_S = 2   # stop timeout for a container that failed in the pass that goes back
+MODELS_RETRY_S = 10.0   # how long a gateway that passed its health gate may take to list its models
 Emit = Callable[..., None]   # emit(event, level="info", **fields): the caller's structured log
 
 
@@ -73,18 +80,29 @@ def aside_name(c: ObservedContainer) -> str:
 
 
 class Applier:
+    """`canary`: prove every changed gateway config on a canary before anything stops (on by
+    default; off for hosts that cannot afford a second gateway process for ~10 s)."""
+
     def __init__(self, *, runtime: Runtime, prober: Prober, config: GatewayConfig, emit: Emit,
                  gate: Gate = Gate(), clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, canary: bool = True) -> None:
         self.runtime, self.prober, self.config, self.emit = runtime, prober, config, emit
         self.gate_settings, self.clock, self.sleep = gate, clock, sleep
+        self.canary = canary
         self.pass_id = ""   # the pass being applied: its own failed containers are stopped without grace
 
     def apply(self, plan: Plan, desired: Desired, *, revision: str, pass_id: str,
-              verify_unchanged: bool = False) -> Done:
+              verify_unchanged: bool = False, canary: bool = True) -> Done:
         """Run `plan`. `verify_unchanged`: also check that each unchanged container answers its
         health endpoint (one probe, then the full gate if it does not): after an interrupted
-        pass, a container created by it may still be starting."""
+        pass, a container created by it may still be starting.
+
+        `canary=False` skips the canary for this call; reconcile passes it when going back to
+        the last good commit. That config was proven already (by its own canary, then by the
+        live gateway listing its names after the swap), a rollback must be as short as it can
+        be while nothing may serve, and it must not fail for a reason of the canary's own (no
+        free port, a slow second boot). The check of the live gateway after the swap still
+        runs: a rollback that does not serve its names is reported as failed."""
         done = Done()
         self.pass_id = pass_id
         current: str | None = None
@@ -94,13 +112,17 @@ class Applier:
                 self.config.stage(desired.config_text)
                 self.config.check_staged(desired.litellm_config, desired.config_digest)
                 self.emit("config_staged", digest=desired.config_digest[:12])
+                if self.canary and canary:
+                    self._canary(desired, done, revision=revision)
             changes = plan.changes
             for step in changes:
                 if step.stops_first and step.actual is not None:
                     self._set_aside(step.actual, done, why="frees a GPU or port first")
             for step in changes:
                 if step.action is Action.REMOVE:
-                    if step.actual is not None:
+                    if step.actual is not None and step.actual.component == "canary":
+                        self._remove_canary(step.actual.id, step.actual.name, done)
+                    elif step.actual is not None:
                         self._set_aside(step.actual, done, why="removed")
                     continue
                 spec = step.desired
@@ -115,6 +137,8 @@ class Applier:
                     swap = False
                 current = self._run(step, spec, done, stack=desired.stack, revision=revision)
                 self._gate(current, spec)
+                if spec.component == "gateway":
+                    self._serves(current, spec, desired, revision=revision, what=f"gateway {spec.name}")
                 self.runtime.keep_running(current)
                 done.add("healthy", spec.name, current)
                 current = None
@@ -125,6 +149,9 @@ class Applier:
                     if step.action is Action.UNCHANGED and step.desired is not None and step.actual is not None:
                         current = step.actual.id
                         self._verify(current, step.desired, done)
+                        if step.desired.component == "gateway":
+                            self._serves(current, step.desired, desired, revision=revision,
+                                         what=f"gateway {step.desired.name}")
                         current = None
         except FaultError as exc:
             host = (isinstance(exc, (StateError, Interfered))
@@ -136,6 +163,67 @@ class Applier:
                               done, container_id=current) from exc
         self._clean_up(done)
         return done
+
+    def _canary(self, desired: Desired, done: Done, *, revision: str) -> None:
+        """Boot the gateway image on the staged config, on a free port of 127.0.0.1, and
+        require its /v1/models to list exactly the commit's public names. Whatever happens
+        (a failure, a cancelled pass), the canary is removed before this returns or raises;
+        one leaked by a SIGKILL carries our labels and component=canary, and the next pass
+        removes it (plan)."""
+        gateway = next((c for c in desired.containers if c.component == "gateway"), None)
+        if gateway is None:
+            return
+        spec = canary_container(gateway, stack=desired.stack, port=self.prober.free_port(CANARY_HOST),
+                                pass_id=self.pass_id)
+        t0 = self.clock()
+        cid = ""
+        self.emit("canary_start", container=spec.name, port=spec.port)
+        try:
+            cid = self.runtime.create(spec, stack=desired.stack, revision=revision, pass_id=self.pass_id)
+            self.runtime.start(cid)
+            try:
+                self._gate(cid, spec)
+            except HealthError as exc:  # the commit's config does not boot: say so, not "a container"
+                raise HealthError(Fault(f"commit {revision[:12]}", f"its gateway config failed on the canary "
+                                        f"{spec.name}: {exc.fault.message}", exc.fault.hint)) from None
+            self._serves(cid, spec, desired, revision=revision, what=f"canary {spec.name}")
+        finally:
+            if cid:
+                self._remove_canary(cid, spec.name, done)
+        done.add("canary", spec.name, cid, port=spec.port, seconds=round(self.clock() - t0, 1))
+        self.emit("canary_passed", container=spec.name, seconds=round(self.clock() - t0, 1))
+
+    def _remove_canary(self, cid: str, name: str, done: Done) -> None:
+        try:
+            self.runtime.remove(cid)
+            done.add("removed", name, cid, why="canary")
+        except FaultError as exc:  # the next pass finds it by its labels and removes it
+            self.emit("canary_not_removed", level="warning", container=name, id=cid[:12], error=exc.fault.message)
+
+    def _serves(self, cid: str, spec: ContainerSpec, desired: Desired, *, revision: str, what: str) -> None:
+        """The gateway `spec` (healthy already) lists exactly the public names of `desired`
+        on /v1/models. A gateway that answers with another list fails at once; one that gives
+        no list yet (a proxy still loading its router) is asked again for MODELS_RETRY_S."""
+        config = desired.litellm_config
+        want = public_names(config)
+        deadline = self.clock() + MODELS_RETRY_S
+        while True:
+            names, seen = self.prober.served_models(base_url(spec), master_key_env(config))
+            if names is not None or self.clock() >= deadline:
+                break
+            self.sleep(self.gate_settings.interval_s)
+        subject = f"commit {revision[:12]}"
+        if names is None:
+            raise GatewayMismatch(Fault(subject, f"the {what} answered {base_url(spec)}/v1/models with {seen}, "
+                                        "not a list of models", _logs_hint(self._logs(cid), errors_only=True)))
+        missing, extra = sorted(set(want) - set(names)), sorted(set(names) - set(want))
+        if missing or extra:
+            parts = ([f"does not serve {', '.join(missing)}"] if missing else []) + (
+                [f"serves {', '.join(extra)}, which the commit does not name"] if extra else [])
+            raise GatewayMismatch(Fault(
+                subject, f"the {what} " + " and ".join(parts) + f" (it lists: {', '.join(names) or 'nothing'})",
+                "LiteLLM dropped a deployment it could not create, or took a name with `*` as a wildcard route; "
+                "fix the spec and commit again. " + _logs_hint(self._logs(cid), errors_only=True)))
 
     def _verify(self, cid: str, spec: ContainerSpec, done: Done) -> None:
         """An unchanged container of a commit not yet proven good (an interrupted pass may have
@@ -266,10 +354,14 @@ class Applier:
             self.sleep(g.interval_s)
 
 
-def _logs_hint(logs: str) -> str:
-    """The last log lines, runs of the same line folded into one (`x 10`)."""
+def _logs_hint(logs: str, *, errors_only: bool = False) -> str:
+    """The last log lines, runs of the same line folded into one (`x 10`). `errors_only`:
+    only lines that speak of an error or a deployment (LiteLLM's banner and access log are long)."""
     folded: list[list[Any]] = []
-    for line in logs.splitlines():
+    lines = logs.splitlines()
+    if errors_only:
+        lines = [ln for ln in lines if any(w in ln.lower() for w in ("error", "exception", "deployment", "refused"))]
+    for line in lines:
         if folded and folded[-1][0] == line:
             folded[-1][1] += 1
         else:

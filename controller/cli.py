@@ -299,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
             epilog="Environment: every secret the spec names (secret_env, the gateway's master_key_env, provider "
             "keys) is read from the controller's environment and passed only to the containers that need it. "
             "DOCKER_HOST selects the engine. LLM_GITOPS_NO_GPU_REQUESTS=1 on hosts without NVIDIA's container "
-            "toolkit: GPU ids stay exclusive in plans, but no device is requested. Logs go to stderr: readable "
-            "on a terminal, JSON lines otherwise.")
+            "toolkit: GPU ids stay exclusive in plans, but no device is requested. LLM_GITOPS_CANARY=0 is "
+            "--no-canary (also for retry and rollback). Logs go to stderr: readable on a terminal, JSON lines "
+            "otherwise.")
     p.add_argument("--repo", required=True, help="the spec repository: a local path, or a URL (mirrored into the "
                    "state dir)")
     p.add_argument("--rev", default="HEAD", help="the revision to apply: a branch, tag or commit (default: HEAD)")
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     state_dir(p)
     p.add_argument("--host-name", help="this host's name: providers placed on other hosts (container.host) are left "
                    "to their own controllers")
+    p.add_argument("--no-canary", action="store_true",
+                   help="do not prove a changed gateway config on a canary gateway before the swap (saves a second "
+                   "gateway boot; a bad config is then found only after the live gateway restarted)")
     fmt(p)
     p.set_defaults(func=_ops("cmd_apply"))
 

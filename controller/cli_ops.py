@@ -42,8 +42,12 @@ def _state(state_dir: str, *, create: bool = True) -> Any:
     return state.StateDir(state_dir, create=create)
 
 
+CANARY_ENV = "LLM_GITOPS_CANARY"   # settings: canary (0/false/no/off: no canary)
+
+
 def _wire(st: Any, repo_arg: str, rev: str | None, subdir: str, *, host_name: str | None = None,
-          fetch: bool = True, repo: Any = None, sleep: Any = None, emit: Any = None) -> Wiring:
+          fetch: bool = True, repo: Any = None, sleep: Any = None, emit: Any = None,
+          canary: bool | None = None) -> Wiring:
     """The adapters for a pass. With `fetch`, call it holding the state dir's lock: a URL is
     fetched into it. `repo`: the loop's `GitSource` (its repository is opened lazily, so a
     remote that is down at start does not stop the controller); `sleep`: the loop's
@@ -66,12 +70,15 @@ def _wire(st: Any, repo_arg: str, rev: str | None, subdir: str, *, host_name: st
     environ = dict(os.environ)
     runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, environ=environ, owner=st.owner_id(create=fetch),
                                            state_dir=str(st.path))
-    prober = probe.NetProber()
+    prober = probe.NetProber(environ=environ)
     emit = emit or log.emitter()
+    if canary is None:  # apply/retry/rollback: the environment's setting (run passes its resolved one)
+        canary = environ.get(CANARY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
     reconciler = Reconciler(
         runtime=runtime, prober=prober, store=st, config=st, load=load,
         fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
-        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit, sleep=sleep or time.sleep),
+        applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit, sleep=sleep or time.sleep,
+                        canary=canary),
         host_name=host_name, is_ancestor=lambda a, b: source.is_ancestor(repo_of(), a, b))
     return Wiring(reconciler, repo_of() if repo is None else None, head)
 
@@ -107,7 +114,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     st = _state(args.state_dir)
     _not_suspended(st)
     with st.locked("apply"):
-        w = _wire(st, args.repo, args.rev, args.path, host_name=args.host_name)
+        w = _wire(st, args.repo, args.rev, args.path, host_name=args.host_name,
+                  canary=False if args.no_canary else None)
         _remember_source(st, args.repo, args.rev, args.path, args.host_name)
         return _print_result(w.reconciler.run(w.head), args.format)
 

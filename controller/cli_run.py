@@ -86,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with st.locked("run"):
         src = source.GitSource(s.repo, st.path, s.branch)
         pacer = Pacer()
-        w = _wire(st, s.repo, None, s.path, host_name=s.host_name, repo=src, sleep=pacer.sleep, emit=emit)
+        w = _wire(st, s.repo, None, s.path, host_name=s.host_name, repo=src, sleep=pacer.sleep, emit=emit,
+                  canary=s.canary)
         _remember_source(st, s.repo, s.branch, s.path, s.host_name)
         if s.require_signed:
             w.reconciler.verify = lambda c: src.verify(c, allowed_signers=s.allowed_signers, gpg_home=s.gpg_home)

@@ -127,6 +127,11 @@ class StateError(FaultError):
     """The state directory cannot be used: locked by another controller, unreadable, unwritable."""
 
 
+class GatewayMismatch(FaultError):
+    """A gateway (the canary of a staged config, or the live one after the swap) does not
+    serve exactly the public model names the commit renders: LiteLLM dropped or renamed some."""
+
+
 class Cancelled(BaseException):
     """A pass was told to stop waiting: a newer commit arrived, or the controller is stopping
     (SIGTERM). Raised from the pass's `sleep`, so it can only interrupt a wait (a health gate,

@@ -296,6 +296,10 @@ def plan(desired: Desired, actual: Sequence[ObservedContainer], *,
         else:
             steps.append(Step(Action.UNCHANGED, spec.key, spec.name, spec.component, (), spec, have))
     for have in by_name.values():
+        if have.component == "canary":  # never a stack member: a pass was killed while its canary ran
+            steps.append(Step(Action.REMOVE, have.key, have.name, have.component,
+                              ("a gateway canary left by an interrupted pass",), None, have))
+            continue
         why = [_describe(c) for c in changes if c[0] == PROVIDERS and c[1][:2] == ("providers", have.key)
                or c[0] == STACK and (c[1] == ("name",) or c[1][:1] == (have.component,))]
         steps.append(Step(Action.REMOVE, have.key, have.name, have.component,

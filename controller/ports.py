@@ -54,6 +54,11 @@ class Prober(Protocol):
 
     def healthy(self, health: Health) -> tuple[bool, str]: ...
     def port_taken(self, host: str, port: int) -> bool: ...
+    def free_port(self, host: str) -> int: ...   # one nothing listens on now (for a canary)
+    # the names a gateway at base_url lists on /v1/models, asked with the master key read from
+    # the variable key_env (the value never leaves the adapter); None and what was seen when
+    # there is no list (refused, HTTP 401, not JSON)
+    def served_models(self, base_url: str, key_env: str | None) -> tuple[list[str] | None, str]: ...
 
 
 class GatewayConfig(Protocol):

@@ -380,7 +380,7 @@ class Reconciler:
                 return {"to": good, "ok": False, "error": f"the last good commit {good[:12]} can no longer be read "
                         "and the state dir keeps no copy of what it ran"}, None
             the_plan, _ = self.plan_live(desired, changes)
-            done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id)
+            done: Done = self.applier.apply(the_plan, desired, revision=good, pass_id=pass_id, canary=False)
         except (ApplyFailed, FaultError) as exc:
             fault = exc.fault
             self.emit("rollback_failed", level="error", to=good[:12], error=fault.message)

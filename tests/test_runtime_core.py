@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT, read_spec_dir
 from controller.apply import Applier, ApplyFailed, Gate
-from controller.errors import StateError
+from controller.errors import Cancelled, StateError
 from controller.observed import ASIDE, Observation, ObservedContainer
 from controller.plan import Action, actual_from, conflicts, plan, ports_to_probe
 from controller.ports import ContainerState
@@ -149,12 +149,28 @@ class FakeRuntime:
         return "boom"
 
 
+DEMO_NAMES = ["chat", "phi-mini", "qwen-tiny", "tinyllama:1.1b"]
+
+
 class FakeProber:
+    """Every container healthy; every gateway (canary or live) lists `names` (config/demo's)."""
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names = list(DEMO_NAMES) if names is None else names
+        self.asked: list[tuple[str, str | None]] = []
+
     def healthy(self, health: Any) -> tuple[bool, str]:
         return True, "HTTP 200"
 
     def port_taken(self, host: str, port: int) -> bool:
         return False
+
+    def free_port(self, host: str) -> int:
+        return 45678
+
+    def served_models(self, base_url: str, key_env: str | None) -> tuple[list[str] | None, str]:
+        self.asked.append((base_url, key_env))
+        return list(self.names), "HTTP 200"
 
 
 class FakeConfig:
@@ -179,9 +195,9 @@ class FakeConfig:
         return "/kept"
 
 
-def _applier(runtime: FakeRuntime, config: FakeConfig) -> Applier:
-    return Applier(runtime=runtime, prober=FakeProber(), config=config, emit=lambda *a, **k: None,
-                   gate=Gate(samples=1, interval_s=0), sleep=lambda s: None)
+def _applier(runtime: FakeRuntime, config: FakeConfig, prober: FakeProber | None = None, **kw: Any) -> Applier:
+    return Applier(runtime=runtime, prober=prober or FakeProber(), config=config, emit=lambda *a, **k: None,
+                   gate=Gate(samples=1, interval_s=0), sleep=lambda s: None, **kw)
 
 
 def test_two_providers_swapping_ports_are_both_stopped_before_either_starts() -> None:
@@ -193,9 +209,12 @@ def test_two_providers_swapping_ports_are_both_stopped_before_either_starts() ->
     _applier(runtime, config).apply(the_plan, swapped, revision="r", pass_id="p")
     swapping = {"demo-vllm-tiny", "demo-ollama-tiny"}
     stops = [i for i, c in enumerate(runtime.calls) if c[0] == "stop" and c[1] in swapping]
-    starts = [i for i, c in enumerate(runtime.calls) if c[0] == "start"]
+    starts = [i for i, c in enumerate(runtime.calls) if c[0] == "start" and "canary" not in c[1]]
     assert len(stops) == 2 and max(stops) < min(starts), runtime.calls
     assert config.events == ["stage", "check", "swap"]  # the gateway's config changed too (api_base ports)
+    # the changed config was proven on a canary, removed again, before anything stopped
+    assert runtime.calls[:3] == [("create", "demo-gateway_canary_p"), ("start", "demo-gateway_canary_p"),
+                                 ("remove", "demo-gateway_canary_p")]
 
 
 def test_a_failed_start_stops_the_pass_there_and_says_what_was_done() -> None:
@@ -602,7 +621,9 @@ def test_a_container_already_gone_when_it_is_set_aside_is_simply_done() -> None:
             super().stop(cid, timeout_s=timeout_s)
 
     config = FakeConfig()
-    done = _applier(Gone(), config).apply(plan(after, observed(before)), after, revision="r", pass_id="p")
+    from controller.render.litellm import public_names
+    prober = FakeProber(public_names(after.litellm_config))  # phi-mini is gone with its provider
+    done = _applier(Gone(), config, prober).apply(plan(after, observed(before)), after, revision="r", pass_id="p")
     assert not [cid for cid in done.set_aside if "llamacpp" in cid]
 
 
@@ -630,3 +651,173 @@ def test_fingerprints_folded_in_afterwards_give_what_rendering_with_them_gives()
         assert spec is not None
         fps = {n: f"fp-{n}" for c in render(spec).containers for n in c.secret_env}
         assert fps and with_fingerprints(render(spec), fps) == render(spec, secret_fingerprints=fps)
+
+
+# --------------------------------------------------------------------------- the gateway canary
+
+
+class ByUrl(FakeProber):
+    """Healthy everywhere; the canary (port 45678) and the live gateway list what they are given."""
+
+    def __init__(self, canary: list[str] | None, live: list[str] | None, healthy: bool = True) -> None:
+        super().__init__()
+        self.lists, self.ok = {"canary": canary, "live": live}, healthy
+
+    def healthy(self, health: Any) -> tuple[bool, str]:
+        if ":45678/" in health.url:
+            return self.ok, "HTTP 200" if self.ok else "connection refused"
+        return True, "HTTP 200"
+
+    def served_models(self, base_url: str, key_env: str | None) -> tuple[list[str] | None, str]:
+        self.asked.append((base_url, key_env))
+        names = self.lists["canary" if base_url.endswith(":45678") else "live"]
+        return (list(names), "HTTP 200") if names is not None else (None, "HTTP 401 (the master key was refused)")
+
+
+def _mapping_change() -> tuple[Desired, Desired]:
+    """Only the gateway changes: qwen-tiny gets another fallback chain."""
+    before = demo()
+    files = read_spec_dir(ROOT / "config" / "demo")
+    files["model-mappings.yaml"] = files["model-mappings.yaml"].replace("[tinyllama:1.1b, phi-mini]", "[phi-mini]")
+    loaded = load_files(files)
+    assert loaded.spec is not None and not loaded.errors
+    return before, render(loaded.spec)
+
+
+def test_a_canary_that_lists_other_names_fails_the_commit_before_anything_stops() -> None:
+    before, after = _mapping_change()
+    runtime, config = FakeRuntime(), FakeConfig()
+    config.digest = before.config_digest
+    prober = ByUrl(canary=["chat", "qwen-tiny", "tinyllama:1.1b"], live=DEMO_NAMES)
+    with pytest.raises(ApplyFailed) as caught:
+        _applier(runtime, config, prober).apply(plan(after, observed(before)), after, revision="c" * 40, pass_id="p1")
+    fault = caught.value.fault
+    assert fault.subject == f"commit {'c' * 12}" and not caught.value.host_fault
+    assert "the canary demo-gateway_canary_p1 does not serve phi-mini" in fault.message
+    assert "wildcard" in fault.hint
+    assert runtime.calls == [("create", "demo-gateway_canary_p1"), ("start", "demo-gateway_canary_p1"),
+                             ("remove", "demo-gateway_canary_p1")]  # nothing else: the live gateway untouched
+    assert config.events == ["stage", "check"]  # never swapped
+    assert prober.asked == [("http://127.0.0.1:45678", "LITELLM_MASTER_KEY")]
+
+
+def test_a_canary_that_never_gets_healthy_is_removed_and_names_the_commit() -> None:
+    before, after = _mapping_change()
+    runtime, config = FakeRuntime(crash={"demo-gateway_canary_p1"}), FakeConfig()
+    config.digest = before.config_digest
+    with pytest.raises(ApplyFailed) as caught:
+        _applier(runtime, config).apply(plan(after, observed(before)), after, revision="c" * 40, pass_id="p1")
+    assert caught.value.fault.subject == f"commit {'c' * 12}"
+    assert "failed on the canary demo-gateway_canary_p1: exited with status 1" in caught.value.fault.message
+    assert ("remove", "demo-gateway_canary_p1") in runtime.calls and not caught.value.host_fault
+    assert not [c for c in runtime.calls if c[0] == "stop"]
+
+
+def test_a_pass_cancelled_while_its_canary_boots_removes_the_canary() -> None:
+    before, after = _mapping_change()
+    runtime, config = FakeRuntime(), FakeConfig()
+    config.digest = before.config_digest
+
+    def sleep(seconds: float) -> None:
+        raise Cancelled("a newer commit arrived")  # or SIGTERM
+
+    applier = Applier(runtime=runtime, prober=ByUrl(DEMO_NAMES, DEMO_NAMES, healthy=False), config=config,
+                      emit=lambda *a, **k: None, gate=Gate(samples=1, interval_s=0.5), sleep=sleep)
+    with pytest.raises(Cancelled):
+        applier.apply(plan(after, observed(before)), after, revision="r", pass_id="p1")
+    assert runtime.calls[-1] == ("remove", "demo-gateway_canary_p1")
+    assert not [c for c in runtime.calls if c[0] in ("stop", "rename")] and config.events == ["stage", "check"]
+
+
+def test_a_live_gateway_that_lists_other_names_after_the_swap_fails_the_pass() -> None:
+    before, after = _mapping_change()
+    runtime, config = FakeRuntime(), FakeConfig()
+    config.digest = before.config_digest
+    prober = ByUrl(canary=DEMO_NAMES, live=["qwen-tiny"])
+    with pytest.raises(ApplyFailed) as caught:
+        _applier(runtime, config, prober).apply(plan(after, observed(before)), after, revision="c" * 40, pass_id="p1")
+    assert "the gateway demo-gateway does not serve chat, phi-mini, tinyllama:1.1b" in caught.value.fault.message
+    assert caught.value.container_id == "new-demo-gateway" and not caught.value.host_fault
+    assert config.events == ["stage", "check", "swap"]  # failed after the swap: reconcile goes back
+    prober = ByUrl(canary=DEMO_NAMES, live=None)  # no list at all (401): asked again, then failed
+    with pytest.raises(ApplyFailed) as caught:
+        _applier(FakeRuntime(), FakeConfig(), prober).apply(plan(after, observed(before)), after, revision="c" * 40,
+                                                            pass_id="p1")
+    assert "with HTTP 401 (the master key was refused), not a list of models" in caught.value.fault.message
+
+
+def test_no_canary_when_switched_off_or_going_back_and_none_without_a_config_change() -> None:
+    before, after = _mapping_change()
+    for kwargs, call in (({"canary": False}, {}), ({}, {"canary": False})):
+        runtime, config = FakeRuntime(), FakeConfig()
+        config.digest = before.config_digest
+        _applier(runtime, config, **kwargs).apply(plan(after, observed(before)), after, revision="r", pass_id="p",
+                                                  **call)
+        assert not [c for c in runtime.calls if "canary" in c[1]] and "swap" in config.events
+    runtime, config = FakeRuntime(), FakeConfig()
+    provider_only = demo(**{'"2048"]': '"2048", --seed, "1"]'})
+    config.digest = provider_only.config_digest
+    _applier(runtime, config).apply(plan(provider_only, observed(before)), provider_only, revision="r", pass_id="p")
+    assert not [c for c in runtime.calls if "canary" in c[1]] and config.events == []
+
+
+def test_a_rollback_pass_runs_no_canary() -> None:
+    from controller.errors import Fault
+    store, running = _served_good()
+
+    class Recording(ScriptedApplier):
+        def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
+            self.kwargs = [*getattr(self, "kwargs", []), kwargs]
+            return super().apply(the_plan, desired, **kwargs)
+
+    applier = Recording((Fault("commit b", "the canary does not serve x"), False), None)
+    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
+    assert result.outcome == "failed" and BAD in store.rec.quarantined and result.rollback["ok"]
+    assert [k.get("canary", True) for k in applier.kwargs] == [True, False]
+
+
+def test_a_leaked_canary_is_planned_for_removal_and_removed_without_a_rename() -> None:
+    from controller.adapters.docker import labels_for, parse
+    from controller.render.containers import canary_container
+    desired = demo()
+    gateway = desired.container("gateway")
+    assert gateway is not None
+    spec = canary_container(gateway, stack="demo", port=45678, pass_id="deadbeef0000")
+    labels = labels_for(spec, stack="demo", revision="r", pass_id="deadbeef0000", owner="o1", state_dir="/s")
+    assert (labels["llm-gitops.component"], labels["llm-gitops.owner"], labels["llm-gitops.state-dir"]) == (
+        "canary", "o1", "/s")
+    leaked = parse("k" * 64, spec.name, "running", labels)
+    assert leaked.key == "canary" and not leaked.aside
+    steps = plan(desired, [*observed(desired), leaked]).changes
+    assert [(s.action, s.name, s.reasons) for s in steps] == [
+        (Action.REMOVE, "demo-gateway_canary_deadbeef0000", ("a gateway canary left by an interrupted pass",))]
+    runtime, config = FakeRuntime(), FakeConfig()
+    config.digest = desired.config_digest
+    _applier(runtime, config).apply(plan(desired, [*observed(desired), leaked]), desired, revision="r", pass_id="p")
+    assert runtime.calls == [("remove", "k" * 64)]
+
+
+def test_the_canary_runs_the_gateway_on_the_staged_file_on_another_port() -> None:
+    from controller.render.containers import base_url, canary_container
+    gateway = demo().container("gateway")
+    assert gateway is not None
+    spec = canary_container(gateway, stack="demo", port=45678, pass_id="p" * 20)
+    assert spec.command == ("--config", "/etc/llm-gitops/config.yaml", "--host", "127.0.0.1", "--port", "45678")
+    assert [(m.kind, m.target) for m in spec.mounts] == [("gateway-staging", "/etc/llm-gitops")]
+    assert (spec.image, spec.env, spec.secret_env) == (gateway.image, gateway.env, gateway.secret_env)
+    assert spec.health.url == "http://127.0.0.1:45678/health/liveliness" and spec.startup_timeout_s == gateway.startup_timeout_s
+    assert spec.name == "demo-gateway_canary_pppppppppppp" and spec.component == "canary"
+    assert base_url(gateway) == "http://127.0.0.1:14000"
+
+
+def test_public_names_from_the_config_are_the_names_the_catalog_serves() -> None:
+    from controller.render.litellm import master_key_env, public_names
+    for name in ("example", "demo"):
+        spec = load_files(read_spec_dir(ROOT / "config" / name)).spec
+        assert spec is not None
+        desired = render(spec)
+        assert public_names(desired.litellm_config) == desired.public_models and desired.aliases
+        assert master_key_env(desired.litellm_config) == "LITELLM_MASTER_KEY"
+        # a state dir's snapshot keeps no catalog; the names come from its config all the same
+        again = Desired.from_snapshot(json.loads(json.dumps(desired.snapshot())))
+        assert public_names(again.litellm_config) == desired.public_models

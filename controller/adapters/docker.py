@@ -191,6 +191,8 @@ class DockerRuntime:
     def _mount(self, mount: Any) -> docker.types.Mount:
         if mount.kind == "gateway-config":
             return docker.types.Mount(mount.target, str(self.gateway_dir), type="bind", read_only=True)
+        if mount.kind == "gateway-staging":  # a canary boots the staged file, never the live one
+            return docker.types.Mount(mount.target, str(self.gateway_dir / ".staging"), type="bind", read_only=True)
         return docker.types.Mount(mount.target, mount.source, type=mount.kind, read_only=mount.read_only)
 
     def _gpus(self, gpus: str | tuple[str, ...] | None) -> list[docker.types.DeviceRequest] | None:

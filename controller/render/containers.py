@@ -31,9 +31,10 @@ class Frozen(BaseModel):
 
 class Mount(Frozen):
     """`bind`: a host path; `volume`: a Docker named volume; `gateway-config`: the directory
-    of the rendered LiteLLM config, which the adapter maps to `<state-dir>/gateway`."""
+    of the rendered LiteLLM config, which the adapter maps to `<state-dir>/gateway`;
+    `gateway-staging`: the directory of the staged, not yet live, config (the canary's)."""
 
-    kind: Literal["bind", "volume", "gateway-config"]
+    kind: Literal["bind", "volume", "gateway-config", "gateway-staging"]
     source: str
     target: str
     read_only: bool = False
@@ -46,7 +47,7 @@ class Health(Frozen):
 
 class ContainerSpec(Frozen):
     name: str
-    component: Literal["provider", "gateway", "cache"]
+    component: Literal["provider", "gateway", "cache", "canary"]
     provider: str | None = None
     provider_type: str | None = None  # vllm | ollama | llama_cpp, for providers
     image: str
@@ -161,6 +162,40 @@ def gateway_container(spec: models.Spec, config_digest: str) -> ContainerSpec:
         health=Health(kind="http", url=f"http://{models.url_host(models.reachable_host(host))}:{port}/health/liveliness"),
         startup_timeout_s=gw.startup_timeout_s, config_digest=config_digest,
     )
+
+
+CANARY_HOST = "127.0.0.1"   # a canary is never reachable from elsewhere, whatever the gateway binds
+
+
+def canary_name(stack: str, pass_id: str) -> str:
+    """`<stack>-gateway_canary_<pass>`: `_` is not allowed in stack or provider names, so a
+    canary's name never collides with a stack member's, and each pass has its own."""
+    return f"{stack}-gateway_canary_{pass_id[:12]}"
+
+
+def canary_container(gateway: ContainerSpec, *, stack: str, port: int, pass_id: str) -> ContainerSpec:
+    """The gateway as it would run the staged config: same image, env and secrets, the
+    staging directory mounted where the live one would be, listening on `port` of 127.0.0.1
+    instead of the gateway's address. Its health URL follows, its timeout is the gateway's."""
+    command = list(gateway.command)
+    for flag, value in (("--host", CANARY_HOST), ("--port", str(port))):
+        if flag in command and command.index(flag) + 1 < len(command):
+            command[command.index(flag) + 1] = value
+        else:
+            command += [flag, value]
+    mounts = tuple(m.model_copy(update={"kind": "gateway-staging"}) if m.kind == "gateway-config" else m
+                   for m in gateway.mounts)
+    path = gateway.health.url.removeprefix(base_url(gateway)) or "/health/liveliness"
+    return gateway.model_copy(update={
+        "name": canary_name(stack, pass_id), "component": "canary", "command": tuple(command), "mounts": mounts,
+        "port": port, "listen_host": CANARY_HOST, "health": Health(kind="http", url=f"http://{CANARY_HOST}:{port}{path}"),
+        "spec_hash": "", "config_digest": gateway.config_digest})
+
+
+def base_url(spec: ContainerSpec) -> str:
+    """`http://host:port` of an HTTP container, as its health URL reaches it."""
+    rest = spec.health.url.split("://", 1)
+    return f"{rest[0]}://{rest[-1].split('/', 1)[0]}"
 
 
 def cache_container(spec: models.Spec) -> ContainerSpec | None:

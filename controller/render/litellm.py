@@ -141,3 +141,18 @@ def _plain(value: Any) -> Any:
 def dump(config: dict[str, Any]) -> str:
     """The config file's text: same dict, same bytes (no timestamps, no revision)."""
     return HEADER + yaml.dump(config, Dumper=DUMPER, sort_keys=False, default_flow_style=False, width=100)
+
+
+def public_names(config: dict[str, Any]) -> list[str]:
+    """Every name a LiteLLM proxy running `config` lists on /v1/models: the model groups and
+    the aliases (model_group_alias). From the config itself, so that it also holds for a
+    state dir's snapshot of an applied commit, which keeps no catalog."""
+    names = {str(m.get("model_name")) for m in config.get("model_list") or [] if isinstance(m, dict)}
+    aliases = (config.get("router_settings") or {}).get("model_group_alias") or {}
+    return sorted(names | {str(a) for a in aliases})
+
+
+def master_key_env(config: dict[str, Any]) -> str | None:
+    """The variable the proxy reads its master key from (`os.environ/NAME`), if it has one."""
+    key = (config.get("general_settings") or {}).get("master_key")
+    return key.removeprefix("os.environ/") if isinstance(key, str) and key.startswith("os.environ/") else None

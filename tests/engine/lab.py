@@ -27,7 +27,7 @@ import yaml
 
 from conftest import GitRepo
 
-STUB = "llm-gitops-test/stub:1"
+STUB = "llm-gitops-test/stub:1"   # also stands in for the gateway: lists its --config's names on /v1/models
 LITELLM = "llm-gitops-test/litellm:1.108.7"
 REDIS = "llm-gitops-test/redis:1"
 

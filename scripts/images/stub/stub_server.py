@@ -6,6 +6,9 @@ each server's HTTP API for LiteLLM and the controller's health gates: `/health` 
 `/api/chat`, `/api/generate`, under any path prefix. It takes the listen flags of vLLM and
 llama.cpp (`--host`, `--port`, `--served-model-name`, `--alias`, `--model`/`-m`) and Ollama's
 `OLLAMA_HOST`, and ignores every other flag, so a spec for a real GPU host runs unchanged.
+Standing in for the gateway (`--config FILE`, as LiteLLM is started), it lists the file's
+model names and aliases on /v1/models, read once at start as LiteLLM does.
+`GET /stub/requests` says how many completions it has answered (the cache tests count them).
 
 Knobs, from the environment, to fail on purpose:
   STUB_UNHEALTHY=1       health endpoints answer 503 (and chat too), forever
@@ -53,15 +56,45 @@ def parse_args(argv: list[str]) -> dict[str, object]:
             i = j - 1
         elif arg in ("--model", "-m"):
             model = value
+        elif arg == "--config" and value:
+            names += gateway_names(value)
         i += 1
     if not names and model:
         names.append(model)
     return {"host": host, "port": port, "names": names or ["stub-model"]}
 
 
+def gateway_names(path: str) -> list[str]:
+    """Model names and aliases of a LiteLLM config as llm-gitops renders it (block YAML, one
+    `- model_name: X` per deployment, `model_group_alias:` a mapping). No YAML library in
+    this image: a line reader for that one shape. An unreadable file lists nothing."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        return []
+    unquote = lambda v: v.strip().strip("'\"")  # noqa: E731
+    names: list[str] = []
+    alias_indent = None
+    for line in lines:
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if alias_indent is not None:
+            if stripped and indent > alias_indent and ":" in stripped:
+                names.append(unquote(stripped.split(": ", 1)[0].rstrip(":")))
+                continue
+            alias_indent = None
+        if stripped.startswith("- model_name:"):
+            names.append(unquote(stripped.split(":", 1)[1]))
+        elif stripped == "model_group_alias:":
+            alias_indent = indent
+    return sorted(set(names))
+
+
 CONF = parse_args(sys.argv[1:])
 UNHEALTHY = os.environ.get("STUB_UNHEALTHY") == "1"
 STARTED = time.time()
+COUNT = {"completions": 0}
+COUNT_LOCK = threading.Lock()
 
 
 def reply_text(model: str) -> str:
@@ -108,6 +141,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(503, {"error": "unhealthy (STUB_UNHEALTHY=1)"})
         if health:
             return self.send_json(200, {"status": "ok"})
+        if self.path.split("?", 1)[0] == "/stub/requests":
+            with COUNT_LOCK:
+                return self.send_json(200, dict(COUNT))
         if route in ("/v1/models", "/models"):
             return self.send_json(200, {"object": "list", "data": [
                 {"id": n, "object": "model", "owned_by": "stub", "created": int(STARTED)} for n in CONF["names"]]})
@@ -123,6 +159,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(503, {"error": "unhealthy (STUB_UNHEALTHY=1)"})
         model = str(req.get("model") or CONF["names"][0])
         text = reply_text(model)
+        if route in ("/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/api/chat",
+                     "/api/generate"):
+            with COUNT_LOCK:
+                COUNT["completions"] += 1
         now = int(time.time())
         usage = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
         if route in ("/v1/chat/completions", "/chat/completions"):
