@@ -264,6 +264,7 @@ def status_of(state_dir: str) -> dict[str, Any]:
         body["drift"] = None  # unknown: nothing could be observed
         return body
     names = set()
+    flapping = set((body["controller"].get("flapping") or {}) if body["controller"].get("running") else ())
     for c in seen:
         names.add(c.name)
         health = "-"
@@ -283,6 +284,9 @@ def status_of(state_dir: str) -> dict[str, Any]:
             body["drift"].append(f"{c.name}: spec hash differs from the applied commit's (changed by hand?)")
         elif c.state == "restarting":
             body["drift"].append(f"{c.name}: crash-looping (the engine keeps restarting it; see docker logs {c.name})")
+        elif not c.running and c.name in flapping:
+            body["drift"].append(f"{c.name}: {c.state}, stopped by the flap limit and left alone (a new commit or "
+                                 "`llm-gitops retry` tries it again)")
         elif not c.running:
             body["drift"].append(f"{c.name}: {c.state} (stopped by hand?)")
     for name in sorted(set(rec.applied_hashes) - names):
@@ -311,8 +315,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if ctl.get("source_error"):
             lines.append(f"source          {ctl['source_error']}")
         if ctl.get("failures_in_a_row"):
-            lines.append(f"backoff         {ctl['failures_in_a_row']} failed pass(es) in a row; next try in "
-                         f"{ctl.get('next_try_in_s')} s")
+            lines.append(f"backoff         {ctl['failures_in_a_row']} failed pass(es) in a row; next try at "
+                         f"{ctl.get('next_try_at')}")
         for name, f in (ctl.get("flapping") or {}).items():
             lines.append(f"flapping        {name}: restarted {f.get('restarts')} times within {f.get('window_s')} s; "
                          "stopped and left alone until a new commit or `llm-gitops retry`")

@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     st = state.StateDir(s.state_dir)
     control = state.ControlFiles(st.path)
     with st.locked("run"):
-        src = source.GitSource(s.repo, st.path, s.branch)
+        src = source.GitSource(s.repo, st.path, s.branch, strict=st.record().last_applied is None)
         pacer = Pacer()
         w = _wire(st, s.repo, None, s.path, host_name=s.host_name, repo=src, sleep=pacer.sleep, emit=emit,
                   canary=s.canary)

@@ -51,7 +51,7 @@ class Control(Protocol):
     """The control files of the state dir, written by the CLI while the loop runs."""
 
     def suspended(self) -> dict[str, Any] | None: ...
-    def take_requests(self) -> list[dict[str, Any]]: ...
+    def next_request(self) -> dict[str, Any] | None: ...   # the oldest; removed when answered
     def answer_request(self, request_id: str, answer: Mapping[str, Any]) -> None: ...
     def save_loop_state(self, state: Mapping[str, Any]) -> None: ...
     def loop_state(self) -> dict[str, Any] | None: ...
@@ -189,7 +189,10 @@ class Loop:
         self._flapping: dict[str, dict[str, Any]] = {}
         self._suspended: dict[str, Any] | None = None
         self._source_error: str | None = None
+        self._source_said: dict[str, str] = {}
         self._state = "starting"
+        self._saved: dict[str, Any] | None = None
+        self._control_error: str | None = None
         self.started_at = wall()
         self.http: str | None = None             # "127.0.0.1:port", set by the wiring for status
 
@@ -200,6 +203,7 @@ class Loop:
             if self._source_error is not None:
                 self.emit("source_ok", level="info", via=via, head=commit[:12])
                 self._source_error = None
+                self._source_said.clear()
             if commit == self._seen:
                 return
             self._seen = commit
@@ -208,11 +212,14 @@ class Loop:
             self._cond.notify_all()
 
     def source_problem(self, message: str, via: str) -> None:
+        """Logged and counted once per distinct problem and reporter (the poller's ls-remote
+        and the pass's fetch word the same outage differently), not at every poll."""
         with self._cond:
-            if message != self._source_error:
+            if message != self._source_said.get(via):
                 self.stats.source_errors += 1
                 self.emit("source_error", level="warning", via=via, error=message,
                           serving=(self._head or "")[:12] or None)
+            self._source_said[via] = message
             self._source_error = message
 
     def poke(self, why: str) -> None:
@@ -237,7 +244,7 @@ class Loop:
                 "serving_head": self._head, "seen_head": self._seen, "passing": self._passing,
                 "suspended": self._suspended, "flapping": dict(self._flapping),
                 "failures_in_a_row": self._failures,
-                "next_try_in_s": round(max(self._not_before - self.clock(), 0.0), 1) if self._failures else None,
+                "next_try_at": _iso(self.wall() + max(self._not_before - self.clock(), 0.0)) if self._failures else None,
                 "source_error": self._source_error, "stopping": self._stopping,
             }
 
@@ -254,7 +261,7 @@ class Loop:
                 break
             if self._suspended is not None:
                 self._set_state("suspended")
-                self._wait(self.settings.tick_s)
+                self._wait(self.settings.tick_s, even_if_new=True)  # a new commit waits for resume
                 continue
             trigger = "start" if first else self._due()
             if trigger is None:
@@ -284,20 +291,24 @@ class Loop:
         due = self._not_before if self._failures else self._next_drift
         return max(min(due - now, self.settings.tick_s), 0.0)
 
-    def _wait(self, seconds: float) -> None:
+    def _wait(self, seconds: float, *, even_if_new: bool = False) -> None:
         with self._cond:
-            if self._stopping is None and (self._seen == self._handled_seen or self._seen is None):
+            pending = self._seen is not None and self._seen != self._handled_seen
+            if self._stopping is None and (even_if_new or not pending):
                 self._cond.wait(max(seconds, 0.01))
             self._poked = False
 
     def _control(self) -> None:
-        """Suspend/resume and the queued requests of the CLI."""
+        """Suspend/resume and the queued requests of the CLI. An unreadable `suspended` file
+        counts as suspended: someone meant to hold changes."""
         try:
             suspended = self.control.suspended()
-            requests = self.control.take_requests() if suspended is None else []
+            self._control_error = None
         except ControllerError as exc:
-            self.emit("control_unreadable", level="warning", error=str(exc))
-            return
+            if str(exc) != self._control_error:
+                self.emit("control_unreadable", level="error", error=str(exc), meaning="suspended until it is fixed")
+            self._control_error = str(exc)
+            suspended = {"at": None, "by": None, "reason": f"unreadable: {exc}"}
         if (suspended is None) != (self._suspended is None):
             self.emit("suspended" if suspended else "resumed", level="warning" if suspended else "info",
                       **({"reason": suspended.get("reason"), "since": suspended.get("at")} if suspended else {}))
@@ -306,14 +317,24 @@ class Loop:
         with self._cond:
             self._suspended = suspended
         self._save()
-        for req in requests:
-            if self._stopping is not None:
-                break
-            self._request(req)
+        while suspended is None and self._stopping is None:
+            try:
+                req = self.control.next_request()
+            except ControllerError as exc:
+                self.emit("control_unreadable", level="warning", error=str(exc))
+                return
+            if req is None:
+                return
+            self._request(req)   # answered, then removed: a stop in between leaves it queued
 
     def _request(self, req: dict[str, Any]) -> None:
-        rid, action = str(req.get("id", "?")), req.get("action")
-        self.emit("request", id=rid, action=action, to=(req.get("to") or "")[:12] or None)
+        rid, action, to = str(req.get("id") or "?"), req.get("action"), req.get("to")
+        bad = (None if action == "retry" and to is None or action == "rollback" and isinstance(to, str) and to
+               else f"not a request llm-gitops makes ({json_repr(req)}); use `llm-gitops retry` or `rollback`")
+        self.emit("request", id=rid, action=str(action), to=str(to)[:12] if to else None, error=bad)
+        if bad is not None:
+            self.control.answer_request(rid, {"ok": False, "message": bad})
+            return
         head = self._resolve(fetch=True)
         if head is None:
             self.control.answer_request(rid, {"ok": False, "message": "the branch head cannot be read: "
@@ -321,14 +342,15 @@ class Loop:
             return
         if action == "retry":
             self._forget_flaps("retry")
-            result = self._pass(head, "retry", retry=True, request=rid)
-        elif action == "rollback" and req.get("to"):
-            result = self._pass(head, "rollback", pin_to=str(req["to"]), request=rid)
+            result, error = self._pass(head, "retry", retry=True, request=rid)
         else:
-            self.control.answer_request(rid, {"ok": False, "message": f"unknown request {action!r}"})
-            return
-        answer = result.as_dict() if result is not None else {"ok": False, "message": "the pass could not run"}
-        self.control.answer_request(rid, {"ok": bool(result and result.ok), **answer})
+            result, error = self._pass(head, "rollback", pin_to=str(to), request=rid)
+        if result is None:
+            self.control.answer_request(rid, {"ok": False, "message": f"the pass could not run: {error}"})
+        elif result.outcome == INTERRUPTED:
+            self.control.answer_request(rid, {"ok": False, **result.as_dict()})
+        else:
+            self.control.answer_request(rid, {"ok": result.ok, **result.as_dict()})
 
     def _resolve(self, *, fetch: bool) -> str | None:
         try:
@@ -340,6 +362,7 @@ class Loop:
             if self._source_error is not None and fetch:
                 self.emit("source_ok", via="fetch", head=head[:12])
                 self._source_error = None
+                self._source_said.clear()
         return head
 
     def _one(self, trigger: str) -> None:
@@ -360,23 +383,39 @@ class Loop:
         self._pass(head, trigger)
 
     def _pass(self, head: str, trigger: str, *, retry: bool = False, pin_to: str | None = None,
-              request: str | None = None) -> PassResult | None:
-        before = self.reconciler.store.record().last_applied
+              request: str | None = None) -> tuple[PassResult | None, str | None]:
+        """(the result, or None and why the pass could not run)."""
         self.pacer.reset()
         with self._cond:
             self._passing = head
+            seen_at_start = self._seen
             if self._stopping is not None:
                 self.pacer.cancel(f"the controller is stopping ({self._stopping})")
+        try:
+            before = self.reconciler.store.record().last_applied
+        except ControllerError as exc:
+            with self._cond:
+                self._passing = None
+            self._failed_pass(str(exc), commit=head)
+            return None, str(exc)
+        with self._cond:
+            # a head reported after it was resolved, before the pass was marked as running
+            if self._seen != seen_at_start and self._seen not in (None, head):
+                self.pacer.cancel(f"a newer commit {str(self._seen)[:12]} arrived")
         self._set_state("applying")
         try:
             result = self.reconciler.run(head, retry=retry, pin_to=pin_to, trigger=trigger,
                                          leave_alone=frozenset(self._flapping), request=request)
         except Cancelled as exc:  # reconcile answers a cancelled wait itself; this is a safety net
-            self.emit("pass_interrupted", level="warning", commit=head[:12], reason=exc.reason)
-            return None
+            self.emit("pass_end", level="warning", commit=head[:12], outcome=INTERRUPTED, message=exc.reason,
+                      trigger=trigger)
+            return None, exc.reason
         except ControllerError as exc:
-            self._failed_pass(str(exc), commit=head)
-            return None
+            # e.g. the commit cannot be read: the log context of the pass ends here too
+            self.emit("pass_end", level="error", commit=head[:12], outcome="error", message=str(exc), trigger=trigger)
+            if request is None:
+                self._failed_pass(str(exc), commit=head)
+            return None, str(exc)
         finally:
             with self._cond:
                 self._passing = None
@@ -391,7 +430,7 @@ class Loop:
         self._next_drift = self.clock() + self.settings.drift_interval_s
         self._check_flaps()
         self._save()
-        return result
+        return result, None
 
     def _failed_pass(self, message: str, *, commit: str | None = None, counted: bool = False) -> None:
         self._failures += 1
@@ -410,12 +449,10 @@ class Loop:
         changed = [a for a in result.done if a.get("action") in ("created", "started", "restarted", "restored")]
         swapped = any(s.get("action") == "restart" for s in result.steps)
         if changed or swapped:
+            # A repair of a hand change (`docker stop`, an edited config) is not a crash: it is
+            # counted here, not by the flap guard, which counts the engine's own restarts.
             self.stats.drift_repairs += len(changed) or 1
             self.emit("drift_repaired", commit=served[:12], containers=[a["container"] for a in changed])
-            at = self.clock()
-            for a in changed:
-                self.flaps.restarted(a["container"], at)
-                self.stats.restarts[a["container"]] = self.stats.restarts.get(a["container"], 0) + 1
 
     def _check_flaps(self) -> None:
         try:
@@ -435,8 +472,9 @@ class Loop:
             if cid:
                 try:
                     self.halt(cid)
-                except FaultError as exc:
+                except FaultError as exc:  # not left alone then: the next check tries again
                     self.emit("halt_failed", level="error", container=name, error=exc.fault.message)
+                    continue
             self._flapping[name] = {"restarts": n, "window_s": self.settings.flap_window_s, "since": _iso(self.wall())}
 
     def _forget_flaps(self, why: str) -> None:
@@ -454,8 +492,13 @@ class Loop:
             self._save()
 
     def _save(self) -> None:
+        """loop.json, when what it says changed (not every tick: no idle disk writes)."""
+        snap = self.snapshot()
+        if snap == self._saved:
+            return
         try:
-            self.control.save_loop_state({**self.snapshot(), "updated": _iso(self.wall())})
+            self.control.save_loop_state({**snap, "updated": _iso(self.wall())})
+            self._saved = snap
         except ControllerError as exc:
             self.emit("state_unwritable", level="warning", error=str(exc))
 
@@ -470,6 +513,11 @@ class Loop:
             self._flapping = {str(k): v for k, v in flapping.items() if isinstance(v, dict)}
         head = old.get("serving_head")
         self._head = head if isinstance(head, str) else None
+
+
+def json_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _iso(t: float) -> str:

@@ -117,8 +117,10 @@ class Reconciler:
         if record is not None:
             self.store.save(record)
             self.store.append_history(result.as_dict())
+        # quiet: nothing was done and nothing was written (a drift check on an unchanged stack)
         self.emit("pass_end", level="info" if result.ok else "warning", commit=result.commit[:12],
-                  outcome=result.outcome, message=result.message, trigger=trigger, duration_s=result.duration_s)
+                  outcome=result.outcome, message=result.message, trigger=trigger, duration_s=result.duration_s,
+                  **({"quiet": True} if record is None and not result.done else {}))
         return result
 
     def _run(self, head: str, *, retry: bool, pin_to: str | None,

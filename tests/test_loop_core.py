@@ -153,8 +153,8 @@ class FakeControl:
     def suspended(self) -> None:
         return None
 
-    def take_requests(self) -> list[dict[str, Any]]:
-        return []
+    def next_request(self) -> None:
+        return None
 
     def answer_request(self, rid: str, answer: Any) -> None:
         pass
@@ -263,3 +263,69 @@ def test_a_drift_check_that_finds_nothing_writes_no_log_line() -> None:
     emit("pass_start", commit="bbb", pass_id="p3", trigger="commit")  # a commit's pass always shows
     emit("pass_end", commit="bbb", outcome="no-op", trigger="commit")
     assert out.getvalue().count("pass_start") == 2
+
+
+# --------------------------------------------------------------------------- control files (review findings)
+
+
+def _loop(tmp_path: Any, rec: Any, source: Any, **kw: Any) -> Any:
+    from controller.adapters.state import ControlFiles
+    control = ControlFiles(tmp_path)
+    return Loop(reconciler=rec, source=source, control=control, settings=LoopSettings(tick_s=0.1, **kw),  # type: ignore[arg-type]
+                emit=lambda *a, **k: None, pacer=rec.pacer, restart_counts=lambda: {}, halt=lambda cid: None), control
+
+
+def _run_for(loop: Any, seconds: float) -> None:
+    t = threading.Thread(target=loop.run)
+    t.start()
+    time.sleep(seconds)
+    loop.stop("test over")
+    t.join(10)
+    assert not t.is_alive()
+
+
+def test_while_suspended_a_new_commit_waits_without_spinning(tmp_path: Any) -> None:
+    rec = WaitingReconciler(Pacer())
+    loop, control = _loop(tmp_path, rec, FakeSource(GOOD))
+    control.suspend("maintenance")
+    reads = []
+    real = control.suspended
+    control.suspended = lambda: reads.append(1) or real()  # type: ignore[method-assign]
+    t = threading.Thread(target=loop.run)
+    t.start()
+    loop.saw_head(BAD, "test")
+    time.sleep(1.0)
+    loop.stop("test over")
+    t.join(10)
+    assert rec.runs == [] and len(reads) < 30   # about one look per 0.1 s tick, not a spin
+
+
+def test_an_unreadable_suspend_file_holds_changes(tmp_path: Any) -> None:
+    rec = WaitingReconciler(Pacer())
+    loop, control = _loop(tmp_path, rec, FakeSource(GOOD))
+    (tmp_path / "suspended").write_text("{not json")
+    _run_for(loop, 0.5)
+    assert rec.runs == [] and "unreadable" in loop.snapshot()["suspended"]["reason"]
+
+
+def test_requests_are_answered_one_by_one_and_bad_ones_get_a_reason(tmp_path: Any) -> None:
+    rec = WaitingReconciler(Pacer())
+    loop, control = _loop(tmp_path, rec, FakeSource(GOOD))
+    (tmp_path / "requests").mkdir()
+    (tmp_path / "requests" / "1-a.json").write_text('{"action": "rollback", "to": 123}')
+    (tmp_path / "requests" / "2-b.json").write_text('["not", "an", "object"]')
+    good = control.put_request("retry")
+    _run_for(loop, 1.0)
+    assert "not a request llm-gitops makes" in control.answer("1-a")["message"]
+    assert "not a request llm-gitops makes" in control.answer("2-b")["message"]
+    assert control.answer(good)["ok"] is True and ("a" * 40, "retry") in rec.runs
+    assert not control.pending(good) and control.next_request() is None
+
+
+def test_a_request_stays_queued_until_it_is_answered(tmp_path: Any) -> None:
+    from controller.adapters.state import ControlFiles
+    control = ControlFiles(tmp_path)
+    rid = control.put_request("retry")
+    assert control.next_request()["id"] == rid and control.next_request()["id"] == rid  # read, not taken
+    control.answer_request(rid, {"ok": True})
+    assert control.next_request() is None and control.answer(rid) == {"ok": True}

@@ -49,6 +49,7 @@ def serve(endpoints: Endpoints, port: int) -> ThreadingHTTPServer:
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "llm-gitops"
+        timeout = 10   # a client that sends its body slowly does not hold a thread forever
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
             pass  # requests are not worth a log line each; the hook logs what it did
@@ -79,8 +80,12 @@ def serve(endpoints: Endpoints, port: int) -> ThreadingHTTPServer:
             if self.path.split("?", 1)[0] != "/hooks/git":
                 self._send(404, {"error": "POST /hooks/git is the only POST"})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self._send(400, {"error": "Content-Length is not a number"})
+                return
+            if length < 0 or length > MAX_BODY:
                 self._send(413, {"error": f"body over {MAX_BODY} bytes"})
                 return
             body = self.rfile.read(length) if length > 0 else b""

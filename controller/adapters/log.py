@@ -10,6 +10,7 @@ env values. The event name is the step (`starting`, `waiting`, `healthy`, `confi
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, TextIO
 
 import structlog
@@ -30,11 +31,16 @@ def emitter(stream: TextIO | None = None, *, json: bool | None = None, quiet_noo
                     structlog.processors.TimeStamper(fmt="%H:%M:%S" if not as_json else "iso", utc=as_json),
                     renderer])
 
-    context: dict[str, Any] = {}
+    local = threading.local()   # per thread: an HTTP thread's line is not the pass's
 
-    held: list[tuple[str, str, dict[str, Any]]] = []   # a drift pass's start, until it proves not a no-op
+    def ctx() -> dict[str, Any]:
+        if not hasattr(local, "context"):
+            local.context, local.held = {}, []
+        return local.context
 
     def emit(event: str, level: str = "info", **fields: Any) -> None:
+        context = ctx()
+        held: list[tuple[str, str, dict[str, Any]]] = local.held   # a drift pass's start, until it proves not a no-op
         if event == "pass_start":
             context.clear()
             context.update(commit=fields.get("commit"), pass_id=fields.get("pass_id"))
@@ -42,7 +48,9 @@ def emitter(stream: TextIO | None = None, *, json: bool | None = None, quiet_noo
                 held[:] = [(event, level, {**context, **fields})]
                 return
         if held:
-            if event == "pass_end" and fields.get("outcome") == "no-op":
+            # a drift check that found nothing to do, or that only found the head still quarantined
+            if event == "pass_end" and (fields.get("outcome") == "no-op"
+                                        or fields.get("outcome") == "skipped" and fields.get("quiet")):
                 held.clear()
                 context.clear()
                 return

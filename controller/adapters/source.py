@@ -150,14 +150,16 @@ def open_source(repo: str, state_dir: Path, *, fetch: bool = True) -> git.Repo:
                                   "local clone as --repo")
             return git.Repo(mirror)
         if not mirror.exists():
-            return git.Repo.clone_from(repo, mirror, mirror=True)
+            # bare, and branches only: a mirror would also fetch a forge's refs/pull/* on every change
+            r = git.Repo.clone_from(repo, mirror, bare=True, env=_git_env())
+            r.git.config("remote.origin.fetch", "+refs/heads/*:refs/heads/*")
+            return r
         r = git.Repo(mirror)
         r.git.fetch("--prune", "origin")
         return r
     except git.exc.GitCommandError as exc:
-        detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [""]
-        raise SourceError(f"{shown_url(repo)}: cannot fetch ({detail[0].strip()}); check the URL and credentials. "
-                          "The running stack is not changed") from None
+        raise SourceError(f"{shown_url(repo)}: cannot fetch ({_git_error(exc.stderr or str(exc))}); check the URL "
+                          "and credentials. The running stack is not changed") from None
 
 
 def shown_url(repo: str) -> str:
@@ -195,9 +197,13 @@ def _run_git(args: list[str], *, cwd: str | None = None, env: dict[str, str] | N
         raise SourceError(f"git cannot run: {exc}; install git") from None
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def _git_error(text: str) -> str:
+    """The line of git's stderr that says what failed (`fatal: ...`), not its advice after it."""
+    lines = [line.strip().strip("'\"") for line in text.strip().splitlines() if line.strip().strip("'\"")]
+    for line in lines:
+        if line.startswith(("fatal:", "error:", "ERROR:")):
+            return line
+    return lines[0] if lines else "no message"
 
 
 class GitSource:
@@ -209,7 +215,9 @@ class GitSource:
     remote head differs from the mirror's. `peek` runs in the poller's and the watcher's
     threads, so it uses a git subprocess and no shared gitpython object."""
 
-    def __init__(self, repo: str, state_dir: Path, branch: str) -> None:
+    def __init__(self, repo: str, state_dir: Path, branch: str, *, strict: bool = True) -> None:
+        """`strict`: a local repository without the branch is an error now (a typo at the first
+        start); otherwise (a stack is served already) it is reported and the stack kept."""
         self.arg, self.state_dir, self.branch = repo, state_dir, branch
         self.ref = f"refs/heads/{branch}"
         self.url = repo if is_url(repo) else None
@@ -217,7 +225,8 @@ class GitSource:
         if self.url is None:
             self._repo = open_repo(repo)
             self.git_dir = Path(self._repo.git_dir)
-            self._check_branch()
+            if strict:
+                self._check_branch()
         else:
             self.git_dir = state_dir / "source.git"
 
@@ -250,7 +259,7 @@ class GitSource:
         if done.returncode == 2:
             raise self._gone()
         if done.returncode != 0:
-            raise SourceError(f"{self.shown}: cannot reach the remote ({_last_line(done.stderr)}); check the URL, "
+            raise SourceError(f"{self.shown}: cannot reach the remote ({_git_error(done.stderr)}); check the URL, "
                               "the network and the credentials. The stack keeps serving")
         return done.stdout.split()[0]
 
@@ -281,7 +290,7 @@ class GitSource:
     def _fetch(self) -> None:
         done = _run_git(["fetch", "--prune", "origin"], cwd=str(self.git_dir))
         if done.returncode != 0:
-            raise SourceError(f"{self.shown}: cannot fetch ({_last_line(done.stderr)}); check the URL and "
+            raise SourceError(f"{self.shown}: cannot fetch ({_git_error(done.stderr)}); check the URL and "
                               "credentials. The stack keeps serving")
 
     def verify(self, commit: str, *, allowed_signers: str | None, gpg_home: str | None) -> str | None:
@@ -297,6 +306,6 @@ class GitSource:
         if "\ngpgsig " not in "\n" + body.stdout.split("\n\n", 1)[0]:
             return (f"commit {commit[:12]} is not signed; sign it (git commit -S) with a key in the allowed "
                     "signers, or push a signed commit on top")
-        why = _last_line(done.stderr) or "the signature does not verify"
+        why = _git_error(done.stderr) if done.stderr.strip() else "the signature does not verify"
         return (f"commit {commit[:12]} is signed, but git verify-commit does not accept it ({why}); add the "
                 "signer's key to the allowed signers (or keyring) and run `llm-gitops retry`")

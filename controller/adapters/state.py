@@ -345,26 +345,37 @@ class ControlFiles:
         self._write_json(self.requests / f"{rid}.json", {"id": rid, "action": action, "at": now(), **fields})
         return rid
 
-    def take_requests(self) -> list[dict[str, Any]]:
+    def next_request(self) -> dict[str, Any] | None:
+        """The oldest queued request (its file stays until `answer_request`). One that is not
+        a JSON object is returned as `{"id": <file name>, "malformed": ...}`, to be answered."""
         if not self.requests.is_dir():
-            return []
-        out = []
+            return None
         for path in sorted(self.requests.glob("*.json")):
             if path.name.endswith(".answer.json"):
                 continue
+            rid = path.name.removesuffix(".json")
             try:
-                body = self._read_json(path)
-            except StateError:
-                body = None
-            with contextlib.suppress(OSError):
-                path.unlink()
-            if body is not None:
-                out.append(body)
-        return out
+                body = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                return {"id": rid, "malformed": str(exc)}
+            if not isinstance(body, dict):
+                return {"id": rid, "malformed": f"a JSON {type(body).__name__}, not an object"}
+            return {**body, "id": rid}
+        return None
 
     def answer_request(self, request_id: str, answer: Mapping[str, Any]) -> None:
+        """Write the answer, then remove the request; answers older than a day are removed."""
         self.requests.mkdir(mode=0o700, exist_ok=True)
         self._write_json(self.requests / f"{request_id}.answer.json", answer)
+        with contextlib.suppress(FileNotFoundError):
+            (self.requests / f"{request_id}.json").unlink()
+        cutoff = time.time() - 86400
+        for old in self.requests.glob("*.answer.json"):
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
 
     def answer(self, request_id: str) -> dict[str, Any] | None:
         return self._read_json(self.requests / f"{request_id}.answer.json")

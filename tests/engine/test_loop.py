@@ -70,7 +70,8 @@ def _env() -> dict[str, str]:
 
 def test_a_stopped_container_and_an_edited_gateway_config_are_put_back_by_the_drift_check(lab: Lab) -> None:
     lab.commit()
-    with Controller(lab, "--drift-interval-s", "1") as ctl:
+    # a flap limit of 1: repairs of hand changes are not crashes, and must not trip it
+    with Controller(lab, "--drift-interval-s", "1", "--flap-limit", "1") as ctl:
         ctl.wait_pass(1, outcome="applied")
         alpha = lab.ids()[lab.cname("alpha")]
         lab.engine.api.stop(alpha, timeout=1)
@@ -88,6 +89,9 @@ def test_a_stopped_container_and_an_edited_gateway_config_are_put_back_by_the_dr
         assert lab.engine.api.inspect_container(gateway)["State"]["Running"]
         metrics = ctl.request("/metrics")[1]
         assert _sample(metrics, "llm_gitops_drift_repairs_total") >= 2
+        lab.engine.api.stop(alpha, timeout=1)  # a third hand change, still no "flapping"
+        wait_for(lambda: len(ctl.events("drift_repaired")) >= 3, timeout=30)
+        assert not ctl.events("flapping") and ctl.status()["controller"]["flapping"] == {}
         assert ctl.terminate() == 0
 
 
