@@ -106,6 +106,7 @@ class Applier:
         done = Done()
         self.pass_id = pass_id
         current: str | None = None
+        early: set[str] = set()   # steps run before the canary
         try:
             swap = self.config.live_digest() != desired.config_digest
             if swap:
@@ -113,8 +114,18 @@ class Applier:
                 self.config.check_staged(desired.litellm_config, desired.config_digest)
                 self.emit("config_staged", digest=desired.config_digest[:12])
                 if self.canary and canary:
+                    # A new cache first, when starting it stops nothing: a canary that cannot reach
+                    # its Redis boots three times slower (35 s instead of 12 on a first pass).
+                    for step in _cache_first(plan):
+                        assert step.desired is not None
+                        current = self._run(step, step.desired, done, stack=desired.stack, revision=revision)
+                        self._gate(current, step.desired)
+                        self.runtime.keep_running(current)
+                        done.add("healthy", step.desired.name, current)
+                        early.add(step.name)
+                        current = None
                     self._canary(desired, done, revision=revision)
-            changes = plan.changes
+            changes = [s for s in plan.changes if s.name not in early]
             for step in changes:
                 if step.stops_first and step.actual is not None:
                     self._set_aside(step.actual, done, why="frees a GPU or port first")
@@ -352,6 +363,16 @@ class Applier:
                           last=seen)
                 next_note = now + g.progress_every_s
             self.sleep(g.interval_s)
+
+
+def _cache_first(plan: Plan) -> list[Step]:
+    """The cache's step when it can run before the canary: it creates or starts a cache where
+    none runs, and the plan stops nothing first (so no port or GPU it needs is held)."""
+    if any(s.stops_first for s in plan.changes):
+        return []
+    return [s for s in plan.changes if s.component == "cache" and s.desired is not None and s.reuse is None
+            and (s.action is Action.CREATE or s.action is Action.START and s.actual is not None
+                 and not s.actual.running)]
 
 
 def _logs_hint(logs: str, *, errors_only: bool = False) -> str:

@@ -821,3 +821,21 @@ def test_public_names_from_the_config_are_the_names_the_catalog_serves() -> None
         # a state dir's snapshot keeps no catalog; the names come from its config all the same
         again = Desired.from_snapshot(json.loads(json.dumps(desired.snapshot())))
         assert public_names(again.litellm_config) == desired.public_models
+
+
+def test_on_a_first_pass_a_new_cache_starts_before_the_canary() -> None:
+    """The canary finds its Redis (LiteLLM boots three times slower without it); a cache
+    that would replace a running one waits for the canary like everything else."""
+    desired = demo()
+    runtime, config = FakeRuntime(), FakeConfig()
+    _applier(runtime, config, ByUrl(DEMO_NAMES, DEMO_NAMES)).apply(plan(desired, []), desired, revision="r",
+                                                                    pass_id="p1")
+    order = [c for c in runtime.calls if c[0] == "create"]
+    assert order[:2] == [("create", "demo-cache"), ("create", "demo-gateway_canary_p1")]
+    assert order.count(("create", "demo-cache")) == 1
+    running = [dataclasses.replace(c, spec_hash="x" * 64) if c.component == "cache" else c for c in observed(desired)]
+    runtime = FakeRuntime()
+    config.digest = "old"   # the config changes too, so there is a canary
+    _applier(runtime, config, ByUrl(DEMO_NAMES, DEMO_NAMES)).apply(plan(desired, running), desired,
+                                                                    revision="r", pass_id="p2")
+    assert runtime.calls[0] == ("create", "demo-gateway_canary_p2")  # the running cache is not touched first
