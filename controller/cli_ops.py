@@ -276,7 +276,12 @@ def status_of(state_dir: str) -> dict[str, Any]:
         body["containers"].append({
             "name": c.name, "id": c.id[:12], "state": c.state, "health": health, "revision": c.revision,
             "spec_hash": c.spec_hash[:12], "matches_applied": matches, "set_aside": c.aside})
-        if c.aside:
+        if c.component == "canary":
+            ctl = body["controller"]
+            if not (ctl.get("lock") or ctl.get("running") and ctl.get("state") == "applying"):  # no pass runs
+                body["drift"].append(f"{c.name}: a gateway canary left by an interrupted pass (the next pass "
+                                     "removes it)")
+        elif c.aside:
             body["drift"].append(f"{c.name}: left aside by an interrupted pass (the next pass removes it)")
         elif want is None:
             body["drift"].append(f"{c.name}: not part of the applied commit")
