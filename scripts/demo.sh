@@ -191,7 +191,11 @@ EOF
 if [ -t 0 ] && [ -z "${DEMO_SCRIPTED:-}" ]; then
     echo
     echo "The controller keeps running in the foreground; Ctrl-C stops it."
-    wait "$controller"
+    # Ctrl-C reaches the controller too; it stops at a safe point and exits 0, and then bash
+    # goes on here (it runs no INT trap for a child that handled the signal itself).
+    wait "$controller" || true
+    echo
+    echo "Controller stopped. The stack keeps running; make demo-clean removes it."
 else
     echo
     echo "(stdin is not a terminal: the controller is stopped now, as Ctrl-C would)"
