@@ -45,7 +45,8 @@ demo: $(STAMP)
 
 # Only containers llm-gitops made for the demo stack: our labels, removed by id.
 demo-clean:
-	@ids=$$(docker ps -aq --filter label=llm-gitops.managed-by=llm-gitops --filter label=llm-gitops.stack=demo 2>/dev/null); \
+	@ids=$$( (docker ps -aq --filter label=llm-gitops.managed-by=llm-gitops --filter label=llm-gitops.stack=$${DEMO_STACK:-demo}; \
+	          docker ps -aq --filter label=llm-gitops.state-dir=$(abspath .demo)/state) 2>/dev/null | sort -u); \
 	  if [ -n "$$ids" ]; then docker rm -f $$ids >/dev/null && echo "removed the demo's containers"; fi
 	rm -rf .demo
 

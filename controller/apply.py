@@ -233,8 +233,8 @@ class Applier:
                 [f"serves {', '.join(extra)}, which the commit does not name"] if extra else [])
             raise GatewayMismatch(Fault(
                 subject, f"the {what} " + " and ".join(parts) + f" (it lists: {', '.join(names) or 'nothing'})",
-                "LiteLLM dropped a deployment it could not create, or took a name with `*` as a wildcard route; "
-                "fix the spec and commit again. " + _logs_hint(self._logs(cid), errors_only=True)))
+                "LiteLLM dropped a deployment it could not create, or took a name with `*` as a wildcard route: "
+                "fix the spec and commit again; " + _logs_hint(self._logs(cid), errors_only=True)))
 
     def _verify(self, cid: str, spec: ContainerSpec, done: Done) -> None:
         """An unchanged container of a commit not yet proven good (an interrupted pass may have
@@ -388,4 +388,6 @@ def _logs_hint(logs: str, *, errors_only: bool = False) -> str:
         else:
             folded.append([line, 1])
     shown = [f"      | {line}" + (f"   (x {n})" if n > 1 else "") for line, n in folded[-12:]]
-    return "its last log lines:\n" + "\n".join(shown) if shown else "it logged nothing"
+    if not shown:
+        return "its log shows no error" if errors_only else "it logged nothing"
+    return "its last log lines:\n" + "\n".join(shown)

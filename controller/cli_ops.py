@@ -356,7 +356,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append("drift: unknown (the engine does not answer)")
     else:
         lines.append("drift: none" if not body["drift"] else "drift:\n" + "\n".join(f"  {d}" for d in body["drift"])
-                     + ("\n  (the running controller puts it back at its next drift check)" if ctl.get("running")
+                     + ("\n  (suspended: nothing is put back until `llm-gitops resume`)" if body.get("suspended")
+                        else "\n  (the running controller puts it back at its next drift check)" if ctl.get("running")
                         else "\n  (`llm-gitops apply` puts it back as the applied commit says)"))
     _out("\n".join(lines))
     return 0

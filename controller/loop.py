@@ -13,8 +13,8 @@ A pass runs when:
 - a `retry` or `rollback` request was queued in the state dir by the CLI (`request`).
 - after failures, when the backoff delay is over (`backoff`): 5 s, 10 s, 20 s... up to a cap.
 
-Brakes: a container restarted more than `flap_limit` times within `flap_window_s` (by the
-engine's restart policy, or by drift repair) is stopped, its restart policy set to "no",
+Brakes: a container the engine restarted (it crashed) more than `flap_limit` times within
+`flap_window_s` is stopped, its restart policy set to "no",
 and left alone by every pass until a new commit or `retry`; status and /metrics name it.
 `suspend` (a file in the state dir) stops all changes until `resume`, without stopping
 the process. `stop` ends the loop at a safe point: the wait in progress is cancelled, no
@@ -438,7 +438,7 @@ class Loop:
         self._not_before = self.clock() + delay
         self._next_drift = self.clock() + self.settings.drift_interval_s
         self.emit("backoff", level="warning", commit=(commit or "")[:12] or None, failures=self._failures,
-                  next_try_in_s=round(delay, 1), error=None if counted else message)
+                  next_try_in_s=round(delay, 1), **({} if counted else {"error": message}))
         self._save()
 
     def _count_repairs(self, result: PassResult, before: str | None) -> None:

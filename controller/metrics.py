@@ -65,7 +65,7 @@ def render(stats: Any, *, quarantined: int, suspended: bool, flapping: Iterable[
     out.family("llm_gitops_quarantined_commits", "gauge", "Commits that are not tried again.",
                [("", {}, quarantined)])
     out.family("llm_gitops_container_restarts_total", "counter",
-               "Restarts seen since the controller started, by container (the engine's and drift repairs).",
+               "Crash restarts by the engine's restart policy, seen since the controller started, by container.",
                [("", {"container": k}, v) for k, v in sorted(stats.restarts.items())])
     out.family("llm_gitops_flapping", "gauge", "1 for a container the flap limit stopped and leaves alone.",
                [("", {"container": k}, 1) for k in sorted(flapping)])

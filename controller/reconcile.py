@@ -187,8 +187,8 @@ class Reconciler:
         serving = (f"serving the last good commit {good[:12]}" if result.ok
                    else f"and the last good commit {good[:12]} failed too: {result.message}")
         skipped = dataclasses.replace(result, commit=head, outcome=SKIPPED, served=good,
-                                      message=f"{why}; {serving}" + ("" if result.outcome == NOOP else
-                                                                      f" ({result.message})"))
+                                      message=f"{why}; {serving}" + (f" ({result.message})" if result.outcome
+                                                                      == APPLIED else ""))
         if result.outcome == NOOP and not changed:
             return skipped, None
         return skipped, new_rec
@@ -241,7 +241,9 @@ class Reconciler:
         attempts = rec.inflight_attempts + 1 if rec.inflight == commit else 1
         self.store.save(dataclasses.replace(rec, inflight=commit, inflight_attempts=attempts))
         try:
-            done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven)
+            # a config already proven (the applied one, put back after a hand edit) needs no canary
+            done = self.applier.apply(the_plan, desired, revision=commit, pass_id=pass_id, verify_unchanged=unproven,
+                                      canary=desired.config_digest != rec.applied_config_digest)
         except ApplyFailed as exc:
             return self._failed(rec, commit, pass_id, steps, exc, loaded)
         except Cancelled as exc:
@@ -297,10 +299,10 @@ class Reconciler:
                              "llm-gitops never pulls: build or load it (docker build / docker load), or fix the "
                              "image name; then commit again or run `llm-gitops retry`"))
         for spec in starting:
-            missing = [n for n in spec.secret_env if n not in self.environ]
+            missing = [n for n in spec.secret_env if not self.environ.get(n)]  # empty is as good as unset
             if missing:
                 out.append(Fault(f"container {spec.name}", f"needs {', '.join(missing)}, which the "
-                                 "controller's environment does not have",
+                                 "controller's environment does not have (or has empty)",
                                  "export it where llm-gitops runs (the value never leaves the container's env)"))
         return out
 
@@ -326,7 +328,12 @@ class Reconciler:
                             + (f"; brought back what this pass had stopped ({', '.join(restored)})" if restored else ""))
             return res, rec
         res.rollback, good_desired = self._rollback(good, pass_id, loaded)
-        if good_desired is not None:
+        touched = exc.done.set_aside or exc.done.config_swapped or any(
+            a["action"] in ("created", "started", "restarted", "restored", "stopped") for a in exc.done.actions)
+        if good_desired is not None and not touched and not res.rollback.get("steps"):
+            res.message += f". Nothing had been changed: {good[:12]} keeps serving"
+            rec = self._applied(rec, good, good_desired)
+        elif good_desired is not None:
             res.message += f". Rolled back to {good[:12]}, which serves again"
             rec = self._applied(rec, good, good_desired)
         else:

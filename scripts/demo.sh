@@ -66,9 +66,11 @@ say "5/7 the demo repo $live, and the controller: llm-gitops run"
 if [ -z "${LITELLM_MASTER_KEY:-}" ]; then
     if [ ! -s "$demo/master-key" ]; then
         mkdir -p "$demo" && (umask 077 && python3 -c 'import secrets; print("sk-" + secrets.token_urlsafe(32))' > "$demo/master-key")
+        echo "LITELLM_MASTER_KEY is unset, so a master key was made for the gateway: $demo/master-key (0600, kept between runs)."
+    else
+        echo "LITELLM_MASTER_KEY is unset: the gateway uses the master key kept in $demo/master-key."
     fi
     LITELLM_MASTER_KEY=$(cat "$demo/master-key")
-    echo "LITELLM_MASTER_KEY is unset, so a master key was made for the gateway: $demo/master-key (0600, kept between runs)."
 else
     echo "The gateway's master key is your \$LITELLM_MASTER_KEY."
 fi
@@ -130,7 +132,8 @@ trap 'stop_controller' EXIT
 # Wait until the controller has finished a pass on commit $1: 0 when applied, else say why.
 wait_applied() {
     python3 - "$state" "$1" "${2:-300}" "$controller" <<'PY'
-import json, os, pathlib, sys, time
+import json, os, pathlib, signal, sys, time
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C: the caller says what happened
 state, commit, limit, pid = pathlib.Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 deadline = time.monotonic() + limit
 while time.monotonic() < deadline:
@@ -153,7 +156,14 @@ while time.monotonic() < deadline:
 sys.exit(f"the controller did not finish {commit[:12]} within {limit:.0f} s")
 PY
 }
-wait_applied "$first"
+interrupted() {
+    stop_controller
+    echo
+    echo "Controller stopped before the demo finished. What runs stays; \`make demo\` again picks up from there,"
+    echo "and make demo-clean removes it."
+    exit 0
+}
+wait_applied "$first" || { [ $? -eq 130 ] && interrupted; exit 1; }
 
 ask='{"model": "qwen-tiny", "messages": [{"role": "user", "content": "Hello"}]}'
 say "6/7 a chat completion through the gateway at $gateway"
@@ -171,7 +181,7 @@ open(path, "w").write(text)
 PY
 echo "git -C $live commit -am 'vllm-tiny: fixed seed'"
 gitl commit -q -am "vllm-tiny: fixed seed"
-wait_applied "$(gitl rev-parse HEAD)"
+wait_applied "$(gitl rev-parse HEAD)" || { [ $? -eq 130 ] && interrupted; exit 1; }
 llm-gitops history --state-dir "$state"
 
 cat <<EOF
@@ -186,6 +196,8 @@ cat <<EOF
               and watch the controller's log converge (or roll back) within seconds
   Look        .venv/bin/llm-gitops status --state-dir $state     curl -s 127.0.0.1:$http_port/status
   Stop        Ctrl-C stops the controller (the stack keeps running); make demo-clean removes the stack
+  Restart     export LITELLM_MASTER_KEY=\$(cat $demo/master-key)
+              .venv/bin/llm-gitops run --repo $live --state-dir $state --http-port $http_port
 EOF
 
 if [ -t 0 ] && [ -z "${DEMO_SCRIPTED:-}" ]; then

@@ -18,6 +18,7 @@ import pytest
 
 from controller.errors import Cancelled
 from controller.loop import FlapGuard, Loop, LoopSettings, Pacer, Stats, backoff_delay
+from controller.render import render
 from controller.settings import SettingsError, resolve
 from test_runtime_core import GOOD, SPECS, MemoryStore, ObservingRuntime, _reconciler, _served_good
 
@@ -329,3 +330,35 @@ def test_a_request_stays_queued_until_it_is_answered(tmp_path: Any) -> None:
     assert control.next_request()["id"] == rid and control.next_request()["id"] == rid  # read, not taken
     control.answer_request(rid, {"ok": True})
     assert control.next_request() is None and control.answer(rid) == {"ok": True}
+
+
+def test_an_empty_secret_blocks_the_pass_like_a_missing_one() -> None:
+    store = MemoryStore()   # a first pass: the gateway, which needs the key, is to be created
+    rec = _reconciler(store, ObservingRuntime([]), CancelledApplier(), SPECS)
+    rec.environ = {"LITELLM_MASTER_KEY": ""}   # the shipped env file, not filled in yet
+    result = rec.run(GOOD)
+    assert result.outcome == "blocked" and "needs LITELLM_MASTER_KEY" in result.message
+    assert "(or has empty)" in result.message and store.rec.quarantined == {}
+
+
+def test_a_config_already_proven_gets_no_canary() -> None:
+    """Drift repair of a hand-edited live config puts back the applied config: no canary."""
+    from controller.apply import Done
+    store, running = _served_good()
+    calls: list[bool] = []
+
+    class Spy:
+        def apply(self, *a: Any, canary: bool = True, **k: Any) -> Any:
+            calls.append(canary)
+            return Done()
+
+    good = render(SPECS[GOOD].spec)
+    store.rec = dataclasses.replace(store.rec, applied_config_digest=good.config_digest)
+    rec = _reconciler(store, ObservingRuntime(running), Spy(), SPECS)
+    rec.config.digest = "edited by hand"
+    assert rec.run(GOOD).outcome == "applied" and calls == [False]
+    from test_runtime_core import _loaded
+    new_config = "c" * 40
+    rec.load = {**SPECS, new_config: _loaded(**{"context_length: 2048\n        size: 1.1B": "context_length: 4096\n        size: 1.1B"})}.__getitem__
+    assert rec.run(new_config).outcome == "applied"   # a config never proven
+    assert calls[-1] is True

@@ -162,7 +162,7 @@ class DockerRuntime:
 
     @_engine(lambda self, spec, **_: f"container {spec.name}")
     def create(self, spec: ContainerSpec, *, stack: str, revision: str, pass_id: str) -> str:
-        missing = [name for name in spec.secret_env if name not in self.environ]
+        missing = [name for name in spec.secret_env if not self.environ.get(name)]
         if missing:  # reconcile checks first; this keeps the adapter honest on its own
             raise EngineError(Fault(f"container {spec.name}", f"secret(s) {', '.join(missing)} not set in the "
                                     "controller's environment", "export them where llm-gitops runs"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -295,11 +296,14 @@ class GitSource:
 
     def verify(self, commit: str, *, allowed_signers: str | None, gpg_home: str | None) -> str | None:
         """Why `git verify-commit` does not accept `commit`, or None when it does."""
-        args = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers}"] if allowed_signers else []
+        # Only the trust the settings name: SSH signatures against `allowed_signers` (none when
+        # unset), GPG ones against `gpg_home` (an empty keyring when unset, never the
+        # controller's own ~/.gnupg, which would accept any key it happens to hold).
+        args = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}"]
         env = _git_env()
-        if gpg_home:
-            env["GNUPGHOME"] = gpg_home
-        done = _run_git([*args, "verify-commit", "--raw", commit], cwd=str(self.git_dir), env=env)
+        with tempfile.TemporaryDirectory(prefix="llm-gitops-nokeys-") as empty:
+            env["GNUPGHOME"] = gpg_home or empty
+            done = _run_git([*args, "verify-commit", "--raw", commit], cwd=str(self.git_dir), env=env)
         if done.returncode == 0:
             return None
         body = _run_git(["cat-file", "commit", commit], cwd=str(self.git_dir), env=env)

@@ -230,7 +230,7 @@ class StateDir:
             raise self._fault(f"{key_path} is damaged", "remove it: the next pass makes a new key (containers that "
                               "receive secrets restart once)")
         return {n: hmac.new(key, environ[n].encode(), hashlib.sha256).hexdigest()[:32]
-                for n in sorted(names) if n in environ}
+                for n in sorted(names) if environ.get(n)}
 
     # ------------------------------------------------------------------ the gateway's config
 

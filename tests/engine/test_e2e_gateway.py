@@ -170,6 +170,24 @@ def test_a_repeated_request_is_answered_from_the_redis_cache(served: Lab) -> Non
         assert status == 200 and answer(again) == answer(first)
         return completions_served(served, "beta") == hits
     wait_for(from_cache, timeout=10, interval=0.5)
+    # and it is Redis that holds it (not LiteLLM's in-memory cache): its keys, over RESP
+    assert any(k.startswith("litellm") or ":" in k for k in redis_keys(served.ports["cache"])), \
+        redis_keys(served.ports["cache"])
+
+
+def redis_keys(port: int) -> list[str]:
+    """`KEYS *` on the stack's Redis at 127.0.0.1:port, spoken in RESP by hand."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"*2\r\n$4\r\nKEYS\r\n$1\r\n*\r\n")
+        data = b""
+        while not data.endswith(b"\r\n") or data.count(b"\r\n") < 1 + 2 * int(data[1:data.index(b"\r\n")] or 0):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    lines = data.split(b"\r\n")
+    return [lines[i].decode() for i in range(2, len(lines), 2) if lines[i]]
 
 
 def test_a_rendered_fallback_answers_when_the_primary_is_stopped_by_hand(served: Lab) -> None:
@@ -179,3 +197,21 @@ def test_a_rendered_fallback_answers_when_the_primary_is_stopped_by_hand(served:
     status, reply = ask(served, "m-alpha", content=f"primary is down {time.time_ns()}")
     assert status == 200, reply
     assert answer(reply) == f"stub m-beta on 127.0.0.1:{served.ports['beta']}"  # beta, the fallback
+
+
+def test_without_the_canary_the_live_check_after_the_swap_fails_the_pass_and_goes_back(lab: Lab) -> None:
+    """`--no-canary`: nothing proves the config before the swap, so the check of the live
+    gateway's /v1/models is what catches the bad name, and the pass goes back."""
+    real_gateway(lab)
+    good = applied(lab, "the good commit")
+    digest = config_digest(lab)
+    lab.providers["beta"]["models"].append({"name": "m-beta-*", "context_length": 2048})
+    bad = lab.commit("beta also serves m-beta-*")
+    code, out, err = lab.apply("--no-canary")
+    assert code == 1, out + err
+    assert f"{bad[:12]}: failed: commit {bad[:12]}: the gateway {lab.cname('gateway')} does not serve m-beta-*" in out
+    assert f"Rolled back to {good[:12]}, which serves again" in out
+    assert config_digest(lab) == digest and bad in lab.status()["quarantined"]
+    last = lab.history()[-1]
+    assert not [a for a in last["done"] if a["action"] == "canary"] and last["rollback"]["ok"]
+    assert ask(lab, "m-beta")[0] == 200 and ask(lab, "m-alpha")[0] == 200

@@ -37,7 +37,8 @@ def _config_digest(lab: Lab) -> str:
 @pytest.mark.parametrize("breakage", ["never-healthy", "exits-on-start", "missing-image"])
 def test_a_failing_commit_rolls_back_is_quarantined_and_not_retried(lab: Lab, breakage: str) -> None:
     good = lab.commit("good")
-    assert lab.apply()[0] == 0
+    code, out, err = lab.apply()
+    assert code == 0, out + err
     before, ids, digest = _serving(lab), lab.ids(), _config_digest(lab)
 
     container = lab.providers["alpha"]["container"]

@@ -344,3 +344,20 @@ def test_a_force_push_back_and_a_deleted_branch_on_a_watched_repo(lab: Lab) -> N
         lab.repo._git("checkout", "-q", "-b", "main")
         ctl.wait_event("source_ok", timeout=30)
         assert ctl.terminate() == 0
+
+
+def test_sigterm_while_a_canary_boots_removes_the_canary(lab: Lab) -> None:
+    lab.commit()
+    with Controller(lab) as ctl:
+        ctl.wait_pass(1, outcome="applied")
+        gateway = lab.ids()[lab.cname("gateway")]
+        # a new public name changes the config (a canary), and a slow gateway image start keeps it booting
+        lab.stack["gateway"]["env"] = {"STUB_START_DELAY": "60"}
+        lab.stack["gateway"]["startup_timeout_s"] = 120
+        lab.mappings["exact_matches"]["quick"] = {"provider": "beta", "backend_model": "m-beta"}
+        lab.commit("a new name; the gateway starts slowly")
+        ctl.wait_event("canary_start")
+        wait_for(lambda: [n for n in lab.containers() if "canary" in n], timeout=20)
+        assert ctl.terminate() == 0
+    assert not [n for n in lab.containers() if "canary" in n]   # removed on the way out
+    assert lab.ids()[lab.cname("gateway")] == gateway and lab.cname("gateway") in lab.running()  # untouched
