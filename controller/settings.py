@@ -142,19 +142,8 @@ def _file_values(text: str, file_name: str, errors: list[str]) -> list[tuple[str
             errors.append(f"{file_name}:{line}: unknown setting `{key}`"
                           + (f"; did you mean `{near[0]}`?" if near else f"; known: {', '.join(FIELDS)}"))
             continue
-        out.append((str(key), _plain(value), line))
+        out.append((str(key), yamlpos.plain_scalar(value), line))
     return out
-
-
-def _plain(value: Any) -> Any:
-    """yamlpos's position-carrying ints and floats, as plain ones."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return value
 
 
 def _env_value(field: str, raw: str) -> Any:

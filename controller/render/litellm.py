@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from controller.spec import catalog as catalog_mod
-from controller.spec import models
+from controller.spec import models, yamlpos
 
 HEADER = "# Rendered by llm-gitops from the spec repo. Do not edit: change the spec in git.\n"
 PREFIX = {"vllm": "hosted_vllm", "ollama": "ollama_chat", "llama_cpp": "openai",
@@ -129,13 +129,7 @@ def _plain(value: Any) -> Any:
         return {k: _plain(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, list):
         return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return value
+    return yamlpos.plain_scalar(value)
 
 
 def dump(config: dict[str, Any]) -> str:

@@ -206,3 +206,14 @@ def position(data: Any, loc: Sequence[Any]) -> Pos:
         else:
             break
     return best
+
+
+def plain_scalar(value: Any) -> Any:
+    """A position-carrying int or float of this loader, as a plain one; anything else as is."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value

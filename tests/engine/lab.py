@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +210,22 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> An
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def ask(lab: Lab, model: str, *, key: str | None = "master", content: str = "hello") -> tuple[int, dict[str, Any]]:
+    """A chat completion through the Lab's gateway on 127.0.0.1 (never a proxy): (status, body).
+    `key`: "master" (the Lab's master key), another key, or None (no Authorization header)."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": content}]}).encode()
+    token = lab.master_key if key == "master" else key
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(f"http://127.0.0.1:{lab.ports['gateway']}/v1/chat/completions", data=body,
+                                 headers=headers)
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"{}")
+        except ValueError:
+            return exc.code, {"raw": raw.decode("utf-8", "replace")[:500]}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.lab import LITELLM, Lab, stub_provider, wait_for
+from engine.lab import LITELLM, Lab, ask, stub_provider, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -33,23 +33,6 @@ def real_gateway(lab: Lab) -> None:
     lab.with_cache()
     lab.stack["gateway"].update(image=LITELLM, startup_timeout_s=120, env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
                                 router_settings={"num_retries": 0, "timeout": 20})
-
-
-def ask(lab: Lab, model: str, *, key: str | None = "master", content: str = "hello") -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": content}]}).encode()
-    token = lab.master_key if key == "master" else key
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    req = urllib.request.Request(f"http://127.0.0.1:{lab.ports['gateway']}/v1/chat/completions", data=body,
-                                 headers=headers)
-    try:
-        with OPENER.open(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw or b"{}")
-        except ValueError:
-            return exc.code, {"raw": raw.decode("utf-8", "replace")[:500]}
 
 
 def answer(reply: dict[str, Any]) -> str:

@@ -5,15 +5,13 @@ the user is running."""
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from typing import Any
 
 import pytest
 
 from conftest import ROOT
-from engine.lab import Lab, free_port
+from engine.lab import Lab, ask, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -29,23 +27,6 @@ def _demo_files(lab: Lab) -> dict[str, str]:
     return files
 
 
-def _ask(lab: Lab, model: str, key: str | None) -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]}).encode()
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    req = urllib.request.Request(f"http://127.0.0.1:{lab.ports['gateway']}/v1/chat/completions", data=body,
-                                 headers=headers)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw or b"{}")
-        except ValueError:
-            return exc.code, {"raw": raw.decode("utf-8", "replace")[:500], "headers": dict(exc.headers)}
-
-
 def test_apply_brings_up_config_demo_with_the_real_gateway(lab: Lab) -> None:
     commit = lab.repo.commit(_demo_files(lab), "the demo stack")
     code, out, err = lab.apply()
@@ -56,12 +37,12 @@ def test_apply_brings_up_config_demo_with_the_real_gateway(lab: Lab) -> None:
     assert images[lab.cname("gateway")] == "llm-gitops-test/litellm:1.108.7"
     assert images[lab.cname("cache")] == "llm-gitops-test/redis:1"
 
-    status, answer = _ask(lab, "qwen-tiny", lab.master_key)
+    status, answer = ask(lab, "qwen-tiny")
     assert status == 200
     assert answer["choices"][0]["message"]["content"].startswith("stub demo/qwen-tiny on 127.0.0.1:")
-    status, answer = _ask(lab, "phi-mini", lab.master_key)
+    status, answer = ask(lab, "phi-mini")
     assert status == 200 and "stub phi-mini" in answer["choices"][0]["message"]["content"]
-    status, answer = _ask(lab, "qwen-tiny", None)
+    status, answer = ask(lab, "qwen-tiny", key=None)
     assert status == 401, answer  # the master key is required
 
     code, out, _ = lab.apply()
