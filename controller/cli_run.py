@@ -107,8 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     settings=LoopSettings(drift_interval_s=s.drift_interval_s, backoff_initial_s=s.backoff_initial_s,
                                           backoff_max_s=s.backoff_max_s, flap_limit=s.flap_limit,
                                           flap_window_s=s.flap_window_s),
-                    restart_counts=restart_counts, halt=runtime.halt,
-                    quarantined=lambda: len(st.record().quarantined))
+                    restart_counts=restart_counts, halt=runtime.halt)
         stop = threading.Event()
         poller = watch.Poller(loop, src, s.poll_interval_s, stop)
         threads: list[threading.Thread] = [poller]

@@ -2,7 +2,7 @@
 
 Acting core, on top of `reconcile` (ARCHITECTURE.md "The loop"). One thread, this one, runs
 passes, so passes never overlap (single flight). Adapters in other threads only report:
-`saw_head` (the ref watcher and the poller), `poke` (the webhook), `stop` (SIGTERM/SIGINT).
+`saw_head` (the ref watcher and the poller, which a webhook pokes), `stop` (SIGTERM/SIGINT).
 
 A pass runs when:
 - the branch head moved (`commit`), at once and whatever the backoff says: a new commit is
@@ -169,18 +169,17 @@ class Stats:
 class Loop:
     def __init__(self, *, reconciler: Reconciler, source: Source, control: Control, settings: LoopSettings,
                  emit: Emit, pacer: Pacer, restart_counts: RestartCounts,
-                 halt: Callable[[str], None], quarantined: Callable[[], int] = lambda: 0,
+                 halt: Callable[[str], None],
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.reconciler, self.source, self.control, self.settings = reconciler, source, control, settings
         self.emit, self.pacer, self.restart_counts, self.halt = emit, pacer, restart_counts, halt
-        self.quarantined, self.clock, self.wall = quarantined, clock, wall
+        self.clock, self.wall = clock, wall
         self.stats = Stats()
         self.flaps = FlapGuard(settings.flap_limit, settings.flap_window_s)
         self._cond = threading.Condition()
         self._stopping: str | None = None
         self._seen: str | None = None            # the newest head the watchers reported
         self._handled_seen: str | None = None    # the last reported head a pass was started for
-        self._poked = False
         self._passing: str | None = None         # the head of the pass running now
         self._head: str | None = None            # the head the last pass served
         self._failures = 0
@@ -221,12 +220,6 @@ class Loop:
                           serving=(self._head or "")[:12] or None)
             self._source_said[via] = message
             self._source_error = message
-
-    def poke(self, why: str) -> None:
-        """Look at the source now (a webhook said the branch moved)."""
-        with self._cond:
-            self._poked = True
-            self._cond.notify_all()
 
     def stop(self, why: str) -> None:
         with self._cond:
@@ -273,13 +266,11 @@ class Loop:
         self._set_state("stopped")
         self.emit("controller_stop", reason=self._stopping)
 
-    def _due(self, request: dict[str, Any] | None = None) -> str | None:
+    def _due(self) -> str | None:
         now = self.clock()
         with self._cond:
             if self._seen is not None and self._seen != self._handled_seen:
                 return "commit"
-            if self._poked:
-                return None  # the poller looks; its saw_head makes it a commit
         if self._failures and now >= self._not_before:
             return "backoff"
         if not self._failures and now >= self._next_drift:
@@ -296,7 +287,6 @@ class Loop:
             pending = self._seen is not None and self._seen != self._handled_seen
             if self._stopping is None and (even_if_new or not pending):
                 self._cond.wait(max(seconds, 0.01))
-            self._poked = False
 
     def _control(self) -> None:
         """Suspend/resume and the queued requests of the CLI. An unreadable `suspended` file
