@@ -23,6 +23,7 @@ engine call is cut in half, and the next start converges from what runs.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -138,13 +139,16 @@ class FlapGuard:
         self.events.clear()
 
 
+DURATION_BUCKETS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)   # seconds, for /metrics
+
+
 @dataclass
 class Stats:
     """What /metrics exposes; only the loop thread writes it."""
 
     passes: dict[str, int] = field(default_factory=dict)              # outcome -> count
-    duration_buckets: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
-    duration_counts: list[int] = field(default_factory=lambda: [0] * 11)  # per bucket, +Inf last
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    duration_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))  # +Inf last
     duration_sum: float = 0.0
     last_applied_at: float | None = None          # wall clock (seconds since the epoch)
     last_pass_at: float | None = None
@@ -154,12 +158,7 @@ class Stats:
 
     def count_pass(self, result: PassResult, at: float) -> None:
         self.passes[result.outcome] = self.passes.get(result.outcome, 0) + 1
-        for i, bound in enumerate(self.duration_buckets):
-            if result.duration_s <= bound:
-                self.duration_counts[i] += 1
-                break
-        else:
-            self.duration_counts[-1] += 1
+        self.duration_counts[bisect.bisect_left(self.duration_buckets, result.duration_s)] += 1
         self.duration_sum += result.duration_s
         self.last_pass_at = at
         if result.outcome == APPLIED or (result.outcome == SKIPPED and result.done):
