@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,22 @@ def repo(tmp_path: Path) -> GitRepo:
     path = tmp_path / "spec-repo"
     path.mkdir()
     return GitRepo(path)
+
+
+# --------------------------------------------------------------------------- fuzz counts
+
+_FUZZ_INPUTS: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the `fuzz_inputs` property that test_fuzz_spec.py records per test."""
+    for name, value in report.user_properties:
+        if name == "fuzz_inputs" and report.when == "call" and report.passed:
+            _FUZZ_INPUTS[report.nodeid] = int(value)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _FUZZ_INPUTS:
+        total = sum(_FUZZ_INPUTS.values())
+        terminalreporter.write_line(f"spec loader fuzzing: {total} distinct inputs tried in "
+                                    f"{len(_FUZZ_INPUTS)} passing tests, each answered by located project errors or a valid render")

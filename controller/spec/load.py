@@ -172,10 +172,15 @@ def _message(err: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str]:
 
 
 def _kind_of(value: Any) -> str:
+    """What the user wrote, in YAML's words: by isinstance, because the loader's own types
+    (PosDict, SourceInt, ...) must never reach a message."""
     if value is None:
         return "empty"
-    return {"PosList": "a list", "PosDict": "a mapping", "str": "text", "bool": "true/false",
-            "int": "a number", "float": "a number"}.get(type(value).__name__, type(value).__name__)
+    for kind, name in ((bool, "true/false"), (int, "a number"), (float, "a number"), (str, "text"),
+                       (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, kind):
+            return name
+    return "a date" if hasattr(value, "isoformat") else "a YAML value of another kind"
 
 
 _SECRETISH = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
@@ -236,10 +241,10 @@ def _parse(filename: str, text: str) -> tuple[Any, BaseModel | None, list[Proble
     if data is None:
         data = yamlpos.PosDict()
     if not isinstance(data, dict):
-        got = {"PosList": "list", "str": "plain text"}.get(type(data).__name__, type(data).__name__)
+        got = "plain text" if isinstance(data, str) else _kind_of(data)
         return data, None, problems + [Problem(
             filename, *getattr(data, "pos", (1, 1)), filename,
-            f"the file must be a mapping of keys, not a {got}", SHAPE_HINT)]
+            f"the file must be a mapping of keys, not {got}", SHAPE_HINT)]
     try:
         return data, FILES[filename].model_validate(data), problems
     except ValidationError as exc:
