@@ -64,16 +64,31 @@ def _med(d: dict[str, Any]) -> str:
     return f"{_s(d['median'])} ({_s(d['min'])}-{_s(d['max'])})"
 
 
+def _each(counts: list[int]) -> str:
+    """Containers restarted per run: `1 in each run`, or the range."""
+    return f"{counts[0]} in each run" if len(counts) == 1 else f"{min(counts)}-{max(counts)} per run"
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def _runs(flags: list[bool]) -> str:
+    return f"{'yes' if all(flags) else 'no' if not any(flags) else 'sometimes'} ({sum(flags)} of {len(flags)} runs)"
+
+
 def core_md(core: dict[str, Any]) -> list[str]:
-    lin = core["linearity"]
-    lines = ["| providers | models | load + check | render | plan | total | per provider |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| providers | models | load + check | render | plan | total | per provider | total, gc off | "
+             "per provider, gc off |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in core["sizes"]:
         lines.append(f"| {r['providers']:,} | {r['models']:,} | {r['load_check_s']:.3f} s | {r['render_s']:.3f} s | "
-                     f"{r['plan_s']:.3f} s | **{r['total_s']:.3f} s** | {r['per_provider_ms']:.3f} ms |")
-    lines += ["", f"Growth: total ~ N^{lin['exponent']} (least squares on log-log over {lin['fitted_sizes']}; "
-              f"1.0 is linear); the per-provider cost at {core['sizes'][-1]['providers']:,} is "
-              f"{lin['per_provider_ratio_largest_vs_ref']}x the one at {lin['ref_providers']:,}."]
+                     f"{r['plan_s']:.3f} s | **{r['total_s']:.3f} s** | {r['per_provider_ms']:.3f} ms | "
+                     f"{r['total_gc_off_s']:.3f} s | {r['per_provider_gc_off_ms']:.3f} ms |")
+    lines.append("")
+    for label, lin in (("Growth", core["linearity"]), ("With the garbage collector off", core["linearity_gc_off"])):
+        lines.append(f"{label}: total ~ N^{lin['exponent']} (least squares on log-log over {lin['fitted_sizes']}; "
+                     f"1.0 is linear); the per-provider cost at {core['sizes'][-1]['providers']:,} is "
+                     f"{lin['per_provider_ratio_largest_vs_ref']}x the one at {lin['ref_providers']:,}.")
     return lines
 
 
@@ -86,17 +101,20 @@ def compose_md(c: dict[str, Any]) -> list[str]:
         f"{n['ratio_compose_over_ours']} |",
         f"| no-op, CPU of the command | {_s(n['ours_cpu_s']['median'])} | {_s(n['compose_cpu_s']['median'])} | "
         f"{n['compose_cpu_s']['median'] / n['ours_cpu_s']['median']:.2f} |",
-        f"| no-op, containers restarted (all runs) | {n['restarted']['ours']} | {n['restarted']['compose']} | |",
+        f"| no-op, containers restarted (all runs together) | {n['restarted']['ours']} | {n['restarted']['compose']} | |",
         f"| one provider's args, command returned (n={a['ours_s']['n']}) | {_med(a['ours_s'])} (health-gated) | "
         f"{_med(a['compose_returned_s'])} | {a['ratio_compose_returned_over_ours']} |",
         f"| one provider's args, all healthy | = returned | {_med(a['compose_healthy_s'])} | "
         f"{a['ratio_compose_healthy_over_ours']} |",
-        f"| one provider's args, containers restarted | {a['restarted']['ours']} ({', '.join(a['restarted_names']['ours'])}) "
-        f"| {a['restarted']['compose']} ({', '.join(a['restarted_names']['compose'])}) | |",
+        f"| one provider's args, containers restarted | {_each(a['restarted']['ours'])} "
+        f"({_names(a['restarted_names']['ours'])}) | {_each(a['restarted']['compose'])} "
+        f"({_names(a['restarted_names']['compose'])}) | |",
         f"| gateway config only, command returned (n={g['ours_s']['n']}) | {_med(g['ours_s'])} | {_med(g['compose_s'])} | |",
-        f"| gateway config only, containers restarted | {g['ours_restarted'][-1]} | {g['compose_restarted'][-1]} | |",
-        f"| gateway config only, serves the new name | {g['ours_serves_new_name']} | {g['compose_serves_new_name']} "
-        f"(its mounted file has it: {g['compose_file_has_new_name']}) | |",
+        f"| gateway config only, containers restarted | {_each(sorted({len(r) for r in g['ours_restarted']}))} "
+        f"({_names(g['ours_restarted'][-1])}) | {_each(sorted({len(r) for r in g['compose_restarted']}))} "
+        f"({_names(g['compose_restarted'][-1])}) | |",
+        f"| gateway config only, serves the new name | {_runs(g['ours_serves_new_name'])} | "
+        f"{_runs(g['compose_serves_new_name'])}; its mounted file has it: {_runs(g['compose_file_has_new_name'])} | |",
         f"| first start of the 10 containers (once) | {_s(f['ours_s'])} (health-gated, one at a time) | "
         f"returned {_s(f['compose_returned_s'])}, healthy {_s(f['compose_healthy_s'])} | |",
     ]
@@ -124,7 +142,8 @@ def loop_md(loop: dict[str, Any]) -> list[str]:
     for key, label in (("window_s", "window"), ("cpu_s", "CPU seconds (process + reaped children)"),
                        ("cpu_children_s", "  of which children (git)"), ("cpu_percent", "CPU % of one core"),
                        ("rss_max_mib", "RSS max, MiB"), ("rss_with_children_max_mib", "RSS max with live children, MiB"),
-                       ("passes_in_window", "passes in the window (/metrics)")):
+                       ("passes_in_window", "passes in the window (/metrics)"),
+                       ("pass_in_window_s", "  each took, s (a drift check; /metrics, 0.01 s resolution)")):
         lines.append(f"| {label} | {local['rest'][key]} | {remote['rest'][key]} |")
     lines += ["", f"First pass (10 containers, one at a time): local {local['first_pass_s']} s, "
               f"remote {remote['first_pass_s']} s. Controllers stopped with SIGTERM: exit "

@@ -18,7 +18,7 @@ a real process) on the 10-container stub stack of scripts/bench_stack.py.
            default): CPU seconds (utime + stime of the process and its reaped children, from
            /proc/<pid>/stat) and RSS (VmRSS, the max over the window, of the process and of
            the process plus its live children), sampled every second; /metrics before and
-           after says how many passes (drift checks) ran in the window.
+           after says how many passes (drift checks) ran in the window, and how long they took.
 
 Removes everything it started (by its unique stack label) and its temp dir, also on failure.
 
@@ -197,14 +197,17 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _passes(metrics: str) -> int:
-    return int(sum(float(m) for m in re.findall(r"^llm_gitops_passes_total\{[^}]*\} (\S+)$", metrics, re.M)))
+def _passes(metrics: str) -> tuple[int, float]:
+    """(passes so far, their summed duration in seconds) from the controller's /metrics."""
+    count = sum(float(m) for m in re.findall(r"^llm_gitops_passes_total\{[^}]*\} (\S+)$", metrics, re.M))
+    total = re.search(r"^llm_gitops_pass_duration_seconds_sum (\S+)$", metrics, re.M)
+    return int(count), float(total.group(1)) if total else 0.0
 
 
 def at_rest(run: Run, seconds: int) -> dict[str, Any]:
     pid = run.proc.pid
     base = run.http()
-    before_passes = _passes(lib.http_get(f"{base}/metrics")[1])
+    passes0, seconds0 = _passes(lib.http_get(f"{base}/metrics")[1])
     own0, kids0 = _cpu_ticks(pid)
     rss, rss_tree = [], []
     t0 = time.monotonic()
@@ -217,12 +220,15 @@ def at_rest(run: Run, seconds: int) -> dict[str, Any]:
         rss_tree.append(own_rss + sum(_rss_kib(c) for c in _children(pid)))
     own1, kids1 = _cpu_ticks(pid)
     window = time.monotonic() - t0
-    passes = _passes(lib.http_get(f"{base}/metrics")[1]) - before_passes
+    passes1, seconds1 = _passes(lib.http_get(f"{base}/metrics")[1])
+    passes = passes1 - passes0
     cpu = (own1 - own0 + kids1 - kids0) / TICK
     return {"window_s": round(window, 1), "cpu_s": round(cpu, 3), "cpu_children_s": round((kids1 - kids0) / TICK, 3),
             "cpu_percent": round(100 * cpu / window, 3), "rss_max_mib": round(max(rss) / 1024, 1),
             "rss_with_children_max_mib": round(max(rss_tree) / 1024, 1), "samples": len(rss),
-            "passes_in_window": passes}
+            "passes_in_window": passes,
+            # a drift check with nothing to do; the loop records durations to 0.01 s
+            "pass_in_window_s": round((seconds1 - seconds0) / passes, 3) if passes else None}
 
 
 # --------------------------------------------------------------------------- the two sources
