@@ -89,3 +89,13 @@ def test_every_container_has_its_own_port_and_a_change_touches_one_service() -> 
     assert _compose(STACKS["alias added"]) == before
     old, new = _rendered(base), _rendered(STACKS["alias added"])
     assert [k for k in old if old[k].spec_hash != new[k].spec_hash] == ["gateway"]
+
+
+def test_the_benchmarks_doc_shows_its_plot_and_how_to_rerun_it() -> None:
+    doc = (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    assert "](bench-core.png)" in doc
+    assert (ROOT / "docs" / "bench-core.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for needle in ("make bench", "scripts/bench_compose.py", "scripts/bench_loop.py", "scripts/bench_core.py",
+                   "docker-compose 1.29.2", "no GPU"):
+        assert needle in doc, needle
+    assert "(docs/BENCHMARKS.md)" in (ROOT / "README.md").read_text()
