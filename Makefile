@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: help venv engine images test demo demo-clean bench schema litellm-keys clean
 
@@ -14,7 +15,7 @@ help:
 	@echo "make images        build the local test/demo images (stub, litellm, redis); skips those that exist"
 	@echo "make demo          plan a change offline, then run config/demo on Docker with the real LiteLLM gateway"
 	@echo "make demo-clean    remove the demo's containers (by their llm-gitops labels) and .demo/"
-	@echo "make bench         benchmark the pure core (load + check + render + plan)"
+	@echo "make bench         every benchmark (the pure core; vs docker-compose; the controller): .bench/report.md"
 	@echo "make schema        regenerate schema/*.schema.json (editor schemas)"
 	@echo "make litellm-keys  regenerate controller/spec/litellm_keys.py from the pinned LiteLLM"
 
@@ -50,8 +51,16 @@ demo-clean:
 	  if [ -n "$$ids" ]; then docker rm -f $$ids >/dev/null && echo "removed the demo's containers"; fi
 	rm -rf .demo
 
-bench: $(STAMP)
-	$(PY) scripts/bench_core.py
+# The bench needs the package and matplotlib (the plot), not the test tools; the engine, the
+# stub image and Debian's docker-compose 1.29.2 (installed as root on Debian when missing).
+$(BENCH_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@bash scripts/engine.sh && bash scripts/images.sh stub && bash scripts/compose.sh
+	$(PY) scripts/bench.py
 
 schema: $(STAMP)
 	$(VENV)/bin/llm-gitops schema --out schema
@@ -60,4 +69,4 @@ litellm-keys: $(STAMP)
 	$(PY) scripts/gen_litellm_keys.py > controller/spec/litellm_keys.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .demo .bench .pytest_cache .hypothesis build *.egg-info

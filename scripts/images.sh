@@ -8,7 +8,11 @@
 #   llm-gitops-test/stub:1            the vLLM/Ollama/llama.cpp stand-in (images/stub)
 #   llm-gitops-test/litellm:<ver>     the real LiteLLM proxy, litellm[proxy]==<ver> (images/litellm)
 #   llm-gitops-test/redis:1           Debian's redis-server, the demo's cache (images/redis)
+#
+# `images.sh stub redis litellm` (any of them) builds only those (make bench needs the stub only).
 set -euo pipefail
+only=" $* "
+wanted() { [[ $only == "  " || $only == *" $1 "* ]]; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 # One pin for the proxy: the version the test extra installs (tests check config/demo agrees).
@@ -58,7 +62,7 @@ build() {  # build NAME CONTEXT_DIR [--build-arg ...]
     rm -rf "$ctx" "$ctx.log"
 }
 
-build llm-gitops-test/stub:1 "$here/images/stub"
-build llm-gitops-test/redis:1 "$here/images/redis"
-build "llm-gitops-test/litellm:$LITELLM_VERSION" "$here/images/litellm" --build-arg "LITELLM_VERSION=$LITELLM_VERSION"
+wanted stub && build llm-gitops-test/stub:1 "$here/images/stub"
+wanted redis && build llm-gitops-test/redis:1 "$here/images/redis"
+wanted litellm && build "llm-gitops-test/litellm:$LITELLM_VERSION" "$here/images/litellm" --build-arg "LITELLM_VERSION=$LITELLM_VERSION"
 echo "images: ready"

@@ -5,6 +5,7 @@ Speed is measured by `make bench`, never asserted here; this only proves the scr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,11 +30,17 @@ def test_demo_script_validates_commits_and_plans(tmp_path: Path) -> None:
 
 
 def test_bench_script_runs(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_core.py"), "3", "20"],
+    out = tmp_path / "core.json"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_core.py"), "3", "20", "--json", str(out)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    rows = [line.split() for line in result.stdout.splitlines()[1:] if line.split()[0].isdigit()]
     assert [row[0] for row in rows] == ["3", "20"]
+    assert "growth: total ~ N^" in result.stdout
+    data = json.loads(out.read_text())
+    assert [r["providers"] for r in data["sizes"]] == [3, 20]
+    assert all(r["total_s"] > 0 and r["per_provider_ms"] > 0 for r in data["sizes"])
+    assert data["linearity"]["fitted_sizes"] == [3, 20]
 
 
 def test_readme_shows_the_commands_and_real_outputs() -> None:
