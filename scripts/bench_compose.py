@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gateway-runs", type=int, default=3)
     ap.add_argument("--json", type=Path, default=lib.ROOT / ".bench" / "compose.json")
     opts = ap.parse_args(argv)
+    lib.compile_package()
     if not shutil.which("docker-compose"):
         print("bench_compose: docker-compose is not on PATH: run `bash scripts/compose.sh` (make bench does)",
               file=sys.stderr)

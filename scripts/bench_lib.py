@@ -9,6 +9,7 @@ bench chose itself (a unique stack or project name).
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -62,6 +63,15 @@ def init_repo(path: Path) -> Path:
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
     return path
+
+
+def compile_package() -> bool:
+    """Byte-compile controller/ before anything is timed, as `pip install` does for an installed
+    package. An editable install gets its bytecode only when the package first runs with
+    writing allowed, and these machines set PYTHONDONTWRITEBYTECODE=1: without this, every
+    `llm-gitops` start would compile ~35 modules from source (about 0.1 s), a cost no user pays
+    after the first run, while compose (Debian's, precompiled) would not pay it either."""
+    return bool(compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "controller"), quiet=1))
 
 
 def llm_gitops() -> list[str]:

@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=5.0, help="seconds after the last pass before the rest window")
     ap.add_argument("--json", type=Path, default=lib.ROOT / ".bench" / "loop.json")
     opts = ap.parse_args(argv)
+    lib.compile_package()
     client = lib.engine()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # clean up on SIGTERM too
     work = Path(tempfile.mkdtemp(prefix="llm-gitops-bench-loop-"))
