@@ -175,6 +175,23 @@ def test_a_newer_commit_during_a_health_wait_wins(lab: Lab) -> None:
         assert ctl.terminate() == 0
 
 
+def test_an_invalid_commit_after_an_interrupted_pass_goes_back_to_the_last_good_commit(lab: Lab) -> None:
+    good = lab.commit()
+    with Controller(lab) as ctl:  # drift every 600 s: only the loop itself can finish the job
+        ctl.wait_pass(1, outcome="applied")
+        want = lab.running()
+        lab.providers["gamma"] = _slow(lab, "gamma", delay=120, timeout=180)
+        lab.commit("gamma: would wait two minutes")
+        ctl.wait_event("starting", container=lab.cname("gamma"))
+        lab.providers["gamma"]["stauts"] = "active"  # the newer commit is invalid: nothing of it can run
+        bad = lab.commit("gamma: a typo")
+        assert ctl.wait_pass(1, commit=bad[:12])["outcome"] == "invalid"
+        # the interrupted pass's gamma is not the last good commit's: it goes, without waiting for drift
+        wait_for(lambda: lab.running() == want, timeout=30)
+        assert lab.status()["last_good"] == good and lab.status()["drift"] == []
+        assert ctl.terminate() == 0
+
+
 def test_the_flap_limit_stops_a_crash_loop(lab: Lab) -> None:
     lab.providers["alpha"]["container"]["env"] = {"STUB_EXIT_AFTER": "3"}  # healthy, then exits, again and again
     lab.commit("alpha crashes every 3 s")
