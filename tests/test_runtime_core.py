@@ -194,6 +194,9 @@ class FakeConfig:
         self.events.append("keep")
         return "/kept"
 
+    def discard_staged(self) -> None:
+        self.events.append("discard")
+
 
 def _applier(runtime: FakeRuntime, config: FakeConfig, prober: FakeProber | None = None, **kw: Any) -> Applier:
     return Applier(runtime=runtime, prober=prober or FakeProber(), config=config, emit=lambda *a, **k: None,
@@ -250,6 +253,17 @@ def test_state_files_are_private_and_survive_a_torn_history_line(tmp_path: Path)
     st.swap()
     assert (st.gateway_dir / "config.yaml").stat().st_mode & 0o777 == 0o600
     assert not list(st.path.rglob(".*.tmp"))
+
+
+def test_a_staged_config_that_is_discarded_leaves_nothing_and_the_live_file_alone(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    st = StateDir(tmp_path / "state")
+    (st.gateway_dir / "config.yaml").write_text("live\n")
+    st.stage("next\n")
+    st.discard_staged()
+    assert sorted(p.name for p in (st.gateway_dir / ".staging").iterdir()) == []
+    assert (st.gateway_dir / "config.yaml").read_text() == "live\n"
+    st.discard_staged()  # nothing staged: nothing to do
 
 
 def test_an_unreadable_record_names_the_file_and_what_to_do(tmp_path: Path) -> None:
@@ -697,7 +711,7 @@ def test_a_canary_that_lists_other_names_fails_the_commit_before_anything_stops(
     assert "wildcard" in fault.hint
     assert runtime.calls == [("create", "demo-gateway_canary_p1"), ("start", "demo-gateway_canary_p1"),
                              ("remove", "demo-gateway_canary_p1")]  # nothing else: the live gateway untouched
-    assert config.events == ["stage", "check"]  # never swapped
+    assert config.events == ["stage", "check", "discard"]  # never swapped, and no staged file is left behind
     assert prober.asked == [("http://127.0.0.1:45678", "LITELLM_MASTER_KEY")]
 
 
@@ -726,7 +740,8 @@ def test_a_pass_cancelled_while_its_canary_boots_removes_the_canary() -> None:
     with pytest.raises(Cancelled):
         applier.apply(plan(after, observed(before)), after, revision="r", pass_id="p1")
     assert runtime.calls[-1] == ("remove", "demo-gateway_canary_p1")
-    assert not [c for c in runtime.calls if c[0] in ("stop", "rename")] and config.events == ["stage", "check"]
+    assert not [c for c in runtime.calls if c[0] in ("stop", "rename")]
+    assert config.events == ["stage", "check", "discard"]
 
 
 def test_a_live_gateway_that_lists_other_names_after_the_swap_fails_the_pass() -> None:

@@ -248,6 +248,14 @@ class StateDir:
             raise self._fault(f"cannot write {self._staged}: {exc.strerror or exc}",
                               "free disk space or fix permissions; the live config was not touched") from None
 
+    def discard_staged(self) -> None:
+        """Remove a staged config that will not be swapped in (its pass failed or was stopped):
+        `.staging/config.yaml` exists only between a stage and its swap. Best effort: a file
+        left by a crash is harmless (the next stage replaces it) and must not hide the error
+        that ended the pass."""
+        with contextlib.suppress(OSError):
+            self._staged.unlink()
+
     def keep_live_copy(self) -> str:
         """Before the live file is replaced because it differs from the commit's: keep it,
         unless it is the file the controller itself swapped in last (an interrupted pass
