@@ -249,6 +249,10 @@ def status_of(state_dir: str) -> dict[str, Any]:
     except ControllerError:
         loop, body["suspended"] = None, None
     body["controller"] = {"running": True, **loop} if loop else {"running": False, "lock": holder}
+    # a pass that started applying and never recorded its end: it was killed or crashed,
+    # unless it is the one running now
+    body["interrupted"] = ({"commit": rec.inflight, "attempts": rec.inflight_attempts}
+                           if rec.inflight and not holder else None)
     last = st.history()[-1:] or [None]
     body["last_pass"] = ({k: last[0].get(k) for k in ("commit", "outcome", "message", "started", "trigger")}
                          if last[0] else None)
@@ -331,6 +335,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         sus = body["suspended"]
         lines.append(f"suspended       since {sus.get('at')} by {sus.get('by')}"
                      + (f": {sus.get('reason')}" if sus.get("reason") else "") + "  (`llm-gitops resume` ends it)")
+    if body.get("interrupted"):
+        lines.append(f"interrupted     {short(body['interrupted']['commit'])}: a pass started applying it and did not "
+                     "finish (killed or crashed?); the next pass goes on from what runs")
     if body["pinned"]:
         lines.append(f"pinned          {short(body['pinned'])}  (rollback; `llm-gitops retry` unpins)")
     for commit, q in body["quarantined"].items():

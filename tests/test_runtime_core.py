@@ -391,11 +391,12 @@ class ScriptedApplier:
     """apply() raises the next fault in `script` (None: succeeds)."""
 
     def __init__(self, *script: Any) -> None:
-        self.script, self.calls = list(script), []
+        self.script, self.calls, self.kwargs = list(script), [], []
 
     def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
         from controller.apply import Done
         self.calls.append(desired.stack)
+        self.kwargs.append(kwargs)
         fault = self.script.pop(0) if self.script else None
         if fault is not None:
             raise ApplyFailed(fault[0], Done(), host_fault=fault[1])
@@ -474,6 +475,31 @@ def test_a_killed_pass_leaves_its_commit_inflight_for_the_next() -> None:
     with pytest.raises(Killed):
         _reconciler(store, ObservingRuntime(running), Dying(), SPECS).run(BAD)
     assert (store.rec.inflight, store.rec.inflight_attempts) == (BAD, 1)
+
+
+def test_the_pass_after_a_killed_one_verifies_what_it_keeps_and_says_so() -> None:
+    store, running = _served_good()
+    # killed during a drift repair of the applied commit: what it started matches the spec,
+    # so the plan is empty, but it was never gated nor given its restart policy
+    store.rec = dataclasses.replace(store.rec, inflight=GOOD, inflight_attempts=1)
+    applier = ScriptedApplier()
+    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(GOOD)
+    assert result.outcome == "applied" and applier.kwargs[0]["verify_unchanged"] is True
+    assert f"a pass on {GOOD[:12]} had been interrupted before it finished (killed or crashed?)" in result.message
+    assert store.rec.inflight is None and store.entries[-1]["message"] == result.message
+
+
+def test_status_names_a_pass_that_never_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.adapters.state import StateDir
+    from controller.cli import main
+    st = StateDir(tmp_path / "state")
+    st.save(Record(repo="/r", last_attempted=BAD, inflight=BAD, inflight_attempts=1))
+    assert main(["status", "--state-dir", str(st.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"interrupted     {BAD[:12]}: a pass started applying it and did not finish (killed or crashed?)" in out
+    with st.locked("apply"):  # the pass running now is not an interrupted one
+        assert main(["status", "--state-dir", str(st.path), "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["interrupted"] is None
 
 
 def test_cleanup_failures_after_success_do_not_fail_the_pass() -> None:
@@ -779,13 +805,7 @@ def test_no_canary_when_switched_off_or_going_back_and_none_without_a_config_cha
 def test_a_rollback_pass_runs_no_canary() -> None:
     from controller.errors import Fault
     store, running = _served_good()
-
-    class Recording(ScriptedApplier):
-        def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
-            self.kwargs = [*getattr(self, "kwargs", []), kwargs]
-            return super().apply(the_plan, desired, **kwargs)
-
-    applier = Recording((Fault("commit b", "the canary does not serve x"), False), None)
+    applier = ScriptedApplier((Fault("commit b", "the canary does not serve x"), False), None)
     result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
     assert result.outcome == "failed" and BAD in store.rec.quarantined and result.rollback["ok"]
     assert [k.get("canary", True) for k in applier.kwargs] == [True, False]
