@@ -586,6 +586,8 @@ def test_a_record_of_the_wrong_shape_is_named_not_a_crash(tmp_path: Path) -> Non
         assert field in str(caught.value) and "move" in caught.value.fault.hint
     (tmp_path / "history.jsonl").write_text('[1]\n"x"\n{"pass": 3}\n')
     assert st.history() == [{"pass": 3}]
+    (tmp_path / "history.jsonl").write_bytes(b'\xff\xfe not UTF-8\n{"pass": 4}\n{"pass": \xc3\x28}\n')
+    assert st.history() == [{"pass": 4}]  # a line that is not even UTF-8 costs that line only
 
 
 def test_log_tails_lose_every_line_of_a_multi_line_secret() -> None:

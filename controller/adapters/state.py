@@ -159,15 +159,17 @@ class StateDir:
 
     def history(self) -> list[dict[str, Any]]:
         try:
-            lines = (self.path / HISTORY).read_text().splitlines()
+            # bytes, line by line: a damaged line (torn by a crash, or not even UTF-8 after a
+            # disk fault) costs that line, not the whole history
+            lines = (self.path / HISTORY).read_bytes().splitlines()
         except FileNotFoundError:
             return []
         out = []
         for line in lines:
             try:
                 entry = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a crash mid-append
+            except ValueError:  # UnicodeDecodeError included
+                continue
             if isinstance(entry, dict):
                 out.append(entry)
         return out
