@@ -256,12 +256,16 @@ def status_of(state_dir: str) -> dict[str, Any]:
     last = st.history()[-1:] or [None]
     body["last_pass"] = ({k: last[0].get(k) for k in ("commit", "outcome", "message", "started", "trigger")}
                          if last[0] else None)
+    body["state_errors"] = []   # files of the state dir that the next pass will refuse, and what to do
+    try:
+        st.owner_id(create=False)
+    except ControllerError as exc:
+        body["state_errors"].append(str(exc))
     if not rec.applied_stack:
         return body
     prober = probe.NetProber(timeout_s=1.0)
     try:
-        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, owner=st.owner_id(create=False),
-                                               state_dir=str(st.path))
+        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, state_dir=str(st.path))  # observes only
         seen = runtime.observe(rec.applied_stack).containers
     except ControllerError as exc:
         body["engine"] = str(exc)
@@ -348,6 +352,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lp = body["last_pass"]
         by = f" ({lp['trigger']})" if lp.get("trigger") not in (None, "apply") else ""
         lines.append(f"last pass       {lp['started']}{by} {short(lp['commit'])} {_said(lp['outcome'], lp['message'])}")
+    for error in body.get("state_errors") or ():
+        lines.append("state error     " + error.replace("\n", "\n                "))
     if body["engine"] != "ok":
         lines.append(f"engine          {body['engine']}")
     if body["containers"]:

@@ -489,6 +489,24 @@ def test_the_pass_after_a_killed_one_verifies_what_it_keeps_and_says_so() -> Non
     assert store.rec.inflight is None and store.entries[-1]["message"] == result.message
 
 
+@pytest.mark.parametrize("damage", [b"", b"garbage\n", b"\xff\xfe\x00", b"0123456789abcdef0"])
+def test_a_damaged_owner_id_is_named_not_written_into_labels(tmp_path: Path, damage: bytes,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.adapters.state import StateDir
+    from controller.cli import main
+    st = StateDir(tmp_path / "state")
+    assert len(st.owner_id()) == 16
+    st.save(Record(repo="/r"))
+    (st.path / "owner").write_bytes(damage)
+    with pytest.raises(StateError) as caught:
+        st.owner_id()
+    assert f"{st.path / 'owner'} is damaged" in str(caught.value) and "remove it" in caught.value.fault.hint
+    assert main(["status", "--state-dir", str(st.path)]) == 0  # status still works, and names it
+    assert f"state error     state dir {st.path}: {st.path / 'owner'} is damaged" in capsys.readouterr().out
+    (st.path / "owner").unlink()
+    assert len(st.owner_id()) == 16
+
+
 def test_status_names_a_pass_that_never_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from controller.adapters.state import StateDir
     from controller.cli import main

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ from controller.record import Record
 from controller.render import Desired
 
 RECORD = "record.json"
+OWNER_ID = re.compile(r"[0-9a-f]{16}")
 SNAPSHOT = "applied.json"
 HISTORY = "history.jsonl"
 
@@ -200,9 +202,17 @@ class StateDir:
     def owner_id(self, *, create: bool = True) -> str:
         """This state dir's id, in the labels of the containers its controller creates
         ("" when it has none yet and `create` is False: read-only commands write nothing)."""
-        if not create and not (self.path / "owner").exists():
+        path = self.path / "owner"
+        if not create and not path.exists():
             return ""
-        return self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode().strip()
+        value = self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode("ascii", "replace").strip()
+        if not OWNER_ID.fullmatch(value):
+            # an empty or garbled id would go into the labels of every container made from now
+            # on (an empty one drops the state-dir label too, and with it the one-state-dir check)
+            raise self._fault(f"{path} is damaged (not the 16 hex digits llm-gitops writes)",
+                              "remove it: the next pass writes a new id (containers already running are "
+                              "recognised by the state dir's path)")
+        return value
 
     def _created_once(self, name: str, make: Any) -> bytes:
         """A file written whole, once: a temp file linked into place (link fails if it
