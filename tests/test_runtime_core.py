@@ -507,6 +507,23 @@ def test_a_damaged_owner_id_is_named_not_written_into_labels(tmp_path: Path, dam
     assert len(st.owner_id()) == 16
 
 
+def test_status_says_a_running_loop_runs_and_a_suspend_holds_when_their_files_cannot_be_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.adapters.state import StateDir
+    from controller.cli import main
+    st = StateDir(tmp_path / "state")
+    st.save(Record(repo="/r"))
+    (st.path / "loop.json").write_bytes(b"\xff{ garbage")
+    (st.path / "suspended").write_bytes(b"{ garbage")
+    with st.locked("run"):  # as `llm-gitops run` holds it
+        assert main(["status", "--state-dir", str(st.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"controller      running (pid {os.getpid()}, unknown)" in out
+    assert "suspended       its file cannot be read  (`llm-gitops resume` ends it)" in out
+    assert f"state error     state dir {st.path}: loop.json is unreadable" in out
+    assert f"state error     state dir {st.path}: suspended is unreadable" in out and f"remove {st.path}" in out
+
+
 def test_status_names_a_pass_that_never_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from controller.adapters.state import StateDir
     from controller.cli import main
