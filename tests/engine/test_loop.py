@@ -50,26 +50,6 @@ def test_a_commit_to_a_watched_repo_converges_without_any_other_trigger(lab: Lab
         assert ctl.terminate() == 0
 
 
-def test_a_second_controller_on_the_same_state_dir_refuses_to_start(lab: Lab) -> None:
-    lab.commit()
-    with Controller(lab) as ctl:
-        ctl.wait_pass(1)
-        second = subprocess.run([*ctl.proc.args[:2], "controller", "run", "--repo", str(lab.repo.path),
-                                 "--state-dir", str(lab.state), "--http-port", "0"],
-                                capture_output=True, text=True, timeout=60, env=_env())
-        assert second.returncode == 1
-        assert "a running controller owns it" in second.stderr and f"pid {ctl.proc.pid}, run" in second.stderr
-        # `apply` is refused the same way, and says what to do instead
-        code, _, err = lab.apply()
-        assert code == 1 and "llm-gitops retry" in err
-        assert ctl.terminate() == 0
-
-
-def _env() -> dict[str, str]:
-    import os
-    return {**os.environ, "PYTHONPATH": os.getcwd()}
-
-
 def test_a_stopped_container_and_an_edited_gateway_config_are_put_back_by_the_drift_check(lab: Lab) -> None:
     lab.commit()
     # a flap limit of 1: repairs of hand changes are not crashes, and must not trip it
