@@ -11,14 +11,12 @@ and the next pass must converge to the commit with nothing left behind.
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import threading
 from typing import Any
 
 import pytest
 
+from faults.passes import PassInBackground
 from faults.survival import FaultLab, assert_survived
 
 pytestmark = pytest.mark.docker
@@ -38,37 +36,6 @@ STEPS: dict[str, tuple[str, Any]] = {
 }
 
 
-def kill_at(lab: FaultLab, event: str, when: Any, timeout: float = 60) -> list[dict[str, Any]]:
-    """Run `llm-gitops apply` and SIGKILL it as soon as a log line matches; its lines until then."""
-    proc = lab.apply_in_background(stderr=subprocess.PIPE)
-    seen: list[dict[str, Any]] = []
-    hit = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            seen.append(entry)
-            if entry.get("event") == event and when(entry, lab):
-                proc.send_signal(signal.SIGKILL)
-                hit.set()
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert hit.wait(timeout), f"no `{event}` within {timeout} s; the pass logged: {[e.get('event') for e in seen]}"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        reader.join(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
-    return seen
-
-
 @pytest.mark.parametrize("step", list(STEPS))
 def test_a_pass_killed_at_any_step_is_finished_by_the_next(lab: FaultLab, step: str) -> None:
     del lab.providers["beta"]  # one provider is enough for every step, and a gate less per pass
@@ -79,8 +46,10 @@ def test_a_pass_killed_at_any_step_is_finished_by_the_next(lab: FaultLab, step: 
     new = lab.commit("alpha replaced, and a new public name")
 
     event, when = STEPS[step]
-    seen = kill_at(lab, event, when)
-    assert seen[-1]["event"] == event and seen[0]["event"] == "pass_start"
+    with PassInBackground(lab) as killed:
+        killed.wait_for(event, lambda e: bool(when(e, lab)), then=killed.kill)
+        assert killed.finish(timeout=30)[0] == -signal.SIGKILL
+    assert killed.lines[0]["event"] == "pass_start" and "pass_end" not in [e["event"] for e in killed.lines]
     # right after the kill: the state dir reads, and status says a pass did not finish
     code, out, err = lab.cli("status", "--state-dir", str(lab.state))
     assert code == 0, err
