@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -52,6 +53,14 @@ class FaultLab(Lab):
     def commit(self, message: str = "change") -> str:
         sha = super().commit(message)
         self.specs[sha] = self.files()
+        return sha
+
+    def serve(self, message: str = "good") -> str:
+        """Commit and apply the known good stack a case starts from. Without the canary: this
+        pass is not under test, and a second gateway boot costs every case a second or two."""
+        sha = self.commit(message)
+        code, out, err = self.apply("--no-canary")
+        assert code == 0 and f"{sha[:12]}: applied" in out, out + err
         return sha
 
     def rendered(self, commit: str) -> Desired:
@@ -98,6 +107,15 @@ def _listed(value: str | Sequence[str]) -> list[str]:
 
 def _idle(loop: dict[str, Any]) -> bool:
     return loop["state"] in ("idle", "backoff", "suspended") and loop["passing"] is None
+
+
+def note(what: str, text: str) -> None:
+    """With FAULTS_TRANSCRIPT=FILE, append what a command said to FILE: docs/RELIABILITY.md
+    quotes these, from a real run (`status` at the end of every case, and the errors)."""
+    transcript = os.environ.get("FAULTS_TRANSCRIPT")
+    if transcript:
+        with open(transcript, "a") as f:
+            f.write(f"### {os.environ.get('PYTEST_CURRENT_TEST', '?')}: {what}\n```\n{text.rstrip()}\n```\n\n")
 
 
 # --------------------------------------------------------------------------- 1. serving
@@ -211,6 +229,7 @@ def state_is_consistent(lab: FaultLab, good: str, want: Desired, *, loop: Contro
 def names_the_cause(lab: FaultLab, causes: list[str], ctl: Controller | None, loop_causes: list[str]) -> None:
     code, text, err = lab.cli("status", "--state-dir", str(lab.state))
     assert code == 0, err
+    note("llm-gitops status", text)
     body = lab.status()
     assert body["engine"] == "ok" and body["drift"] == [], (body["engine"], body["drift"])
     assert all(c["health"] == "ok" for c in body["containers"]), body["containers"]

@@ -14,7 +14,7 @@ import socket
 import pytest
 
 from engine.lab import stub_provider
-from faults.survival import FaultLab, assert_survived
+from faults.survival import FaultLab, assert_survived, note
 
 pytestmark = pytest.mark.docker
 
@@ -25,9 +25,7 @@ CAUSES = {"never-healthy": "not healthy within its startup_timeout_s (3 s)",
 
 @pytest.mark.parametrize("breakage", sorted(CAUSES))
 def test_a_failing_commit_rolls_back_is_quarantined_and_not_retried(lab: FaultLab, breakage: str) -> None:
-    good = lab.commit("good")
-    code, out, err = lab.apply()
-    assert code == 0, out + err
+    good = lab.serve()
     ids = lab.ids()
 
     container = lab.providers["alpha"]["container"]
@@ -42,6 +40,7 @@ def test_a_failing_commit_rolls_back_is_quarantined_and_not_retried(lab: FaultLa
     bad = lab.commit(breakage)
     code, out, err = lab.apply()
     assert code == 1, out
+    note("llm-gitops apply", out)
     assert f"{bad[:12]}: failed" in out and CAUSES[breakage] in out
     if breakage == "missing-image":
         assert "before anything was stopped" in out and lab.ids() == ids  # found before anything ran
@@ -60,8 +59,7 @@ def test_a_failing_commit_rolls_back_is_quarantined_and_not_retried(lab: FaultLa
 
 
 def test_a_port_held_by_a_foreign_listener_blocks_before_anything_stops(lab: FaultLab) -> None:
-    good = lab.commit("good")
-    assert lab.apply()[0] == 0
+    good = lab.serve()
     ids = lab.ids()
     port = lab.ports["gamma"]
     with socket.socket() as listener:

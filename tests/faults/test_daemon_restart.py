@@ -14,7 +14,7 @@ import pytest
 
 from faults.passes import PassInBackground
 from faults.private_engine import PrivateEngine
-from faults.survival import FaultLab, assert_survived
+from faults.survival import FaultLab, assert_survived, note
 
 pytestmark = pytest.mark.docker
 
@@ -23,9 +23,7 @@ def test_a_daemon_restarted_mid_pass_fails_the_pass_clearly_and_the_next_converg
         private_engine: PrivateEngine, lab: FaultLab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", private_engine.url)
     lab.engine = private_engine.client
-    lab.commit("good")
-    code, out, err = lab.apply()
-    assert code == 0, out + err
+    lab.serve()
     lab.providers["alpha"]["container"].update(args=["--seed", "7"], env={"STUB_START_DELAY": "8"},
                                               startup_timeout_s=60)
     new = lab.commit("alpha: new args, and a slow start")
@@ -41,6 +39,8 @@ def test_a_daemon_restarted_mid_pass_fails_the_pass_clearly_and_the_next_converg
     assert new not in status["quarantined"]  # the host failed, not the commit
     code, text, _ = lab.cli("status", "--state-dir", str(lab.state))
     assert code == 0 and engine in text, text
+    note("llm-gitops apply", out)
+    note("llm-gitops status", text)
     print(f"the private daemon was down for {down_s:.1f} s")  # for information (pytest -s)
 
     code, out, err = lab.apply()  # the daemon is back: the next pass converges

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from engine.lab import _unavailable
-from faults.survival import FaultLab, assert_survived, nothing_leaked, serves
+from faults.survival import FaultLab, assert_survived, note, nothing_leaked, serves
 
 pytestmark = pytest.mark.docker
 
@@ -67,8 +67,7 @@ def many_names(lab: FaultLab, n: int = 500) -> None:
 def test_a_full_disk_while_the_config_is_written_changes_nothing_and_the_next_pass_applies(
         lab: FaultLab, small_disk: Path) -> None:
     del lab.providers["beta"]
-    good = lab.commit("good")
-    assert lab.apply()[0] == 0
+    good = lab.serve()
     ids = lab.ids()
     many_names(lab)
     new = lab.commit("500 remote models")
@@ -79,6 +78,7 @@ def test_a_full_disk_while_the_config_is_written_changes_nothing_and_the_next_pa
 
     code, out, err = lab.apply()
     assert code == 1, out + err
+    note("llm-gitops apply", out)
     staged = small_disk / "gateway" / ".staging" / "config.yaml"
     cause = f"cannot write {staged}: No space left on device"
     assert f"{new[:12]}: failed: state dir {small_disk}: {cause}" in out, out + err
@@ -96,8 +96,7 @@ def test_a_full_disk_while_the_config_is_written_changes_nothing_and_the_next_pa
 def test_a_disk_too_full_for_the_record_stops_the_pass_before_anything_runs(
         lab: FaultLab, small_disk: Path) -> None:
     del lab.providers["beta"]
-    good = lab.commit("good")
-    assert lab.apply()[0] == 0
+    good = lab.serve()
     ids = lab.ids()
     many_names(lab)
     new = lab.commit("500 remote models")
@@ -105,6 +104,7 @@ def test_a_disk_too_full_for_the_record_stops_the_pass_before_anything_runs(
 
     code, out, err = lab.apply()
     assert code == 1, out + err
+    note("llm-gitops apply (stderr)", err)
     assert f"state dir {small_disk}: cannot write record.json: No space left on device" in err, out + err
     assert "check the disk (full?)" in err and "unexpected" not in err
     assert lab.ids() == ids

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from faults.passes import PassInBackground
-from faults.survival import FaultLab, assert_survived
+from faults.survival import FaultLab, assert_survived, note
 
 pytestmark = pytest.mark.docker
 
@@ -39,8 +39,7 @@ STEPS: dict[str, tuple[str, Any]] = {
 @pytest.mark.parametrize("step", list(STEPS))
 def test_a_pass_killed_at_any_step_is_finished_by_the_next(lab: FaultLab, step: str) -> None:
     del lab.providers["beta"]  # one provider is enough for every step, and a gate less per pass
-    lab.commit("good")
-    assert lab.apply()[0] == 0
+    lab.serve()
     lab.providers["alpha"]["container"].update(args=["--seed", "4"], env={"STUB_START_DELAY": "1"})
     lab.mappings["exact_matches"]["quick"] = {"provider": "alpha", "backend_model": "m-alpha"}
     new = lab.commit("alpha replaced, and a new public name")
@@ -53,6 +52,7 @@ def test_a_pass_killed_at_any_step_is_finished_by_the_next(lab: FaultLab, step: 
     # right after the kill: the state dir reads, and status says a pass did not finish
     code, out, err = lab.cli("status", "--state-dir", str(lab.state))
     assert code == 0, err
+    note("llm-gitops status, right after the kill", out)
     assert f"interrupted     {new[:12]}: a pass started applying it and did not finish" in out, out
 
     code, out, err = lab.apply()

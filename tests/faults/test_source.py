@@ -7,6 +7,7 @@ being served (drift repair included) while git is gone, and `status` / `/status`
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from engine.lab import wait_for
 from engine.loop_lab import Controller
-from faults.survival import FaultLab, assert_survived
+from faults.survival import FaultLab, assert_survived, note
 
 pytestmark = pytest.mark.docker
 
@@ -27,6 +28,7 @@ def test_an_unreachable_remote_is_reported_and_the_stack_keeps_serving(lab: Faul
         ctl.wait_pass(1, outcome="applied")
         remote.rename(tmp_path / "gone.git")
         err = ctl.wait_event("source_error", timeout=30)
+        note("the loop's log", json.dumps(err))
         assert "cannot reach the remote" in err["error"] and err["serving"] == first[:12]
         alpha = lab.ids()[lab.cname("alpha")]
         lab.engine.api.stop(alpha, timeout=1)  # drift repair goes on without the remote
@@ -68,8 +70,7 @@ def test_a_force_push_back_and_a_deleted_branch_on_a_watched_repo(lab: FaultLab)
 
 
 def test_going_back_needs_no_git_when_the_good_commit_was_force_pushed_away(lab: FaultLab) -> None:
-    lab.commit("first")
-    assert lab.apply()[0] == 0
+    lab.serve("first")
     lab.providers["alpha"]["container"]["args"] = ["--seed", "8"]
     good = lab.commit("good")
     assert lab.apply()[0] == 0

@@ -18,7 +18,7 @@ import pytest
 
 from engine.lab import wait_for
 from engine.loop_lab import Controller
-from faults.survival import FaultLab, assert_survived, serves
+from faults.survival import FaultLab, assert_survived, note, serves
 
 pytestmark = pytest.mark.docker
 
@@ -34,10 +34,7 @@ CORRUPT: dict[str, Callable[[Path], None]] = {
 def served(lab: FaultLab) -> str:
     """A small stack (alpha and the gateway), applied."""
     del lab.providers["beta"]
-    good = lab.commit("good")
-    code, out, err = lab.apply()
-    assert code == 0, out + err
-    return good
+    return lab.serve()
 
 
 def refused(lab: FaultLab, good: str, *needles: str) -> None:
@@ -46,6 +43,7 @@ def refused(lab: FaultLab, good: str, *needles: str) -> None:
     ids = lab.ids()
     code, out, err = lab.apply()
     assert code == 1, out + err
+    note("llm-gitops apply (stderr)", err)
     assert "llm-gitops: state dir " in err and "unexpected" not in err, err
     for needle in needles:
         assert needle in err, err
@@ -158,6 +156,7 @@ def test_a_garbage_loop_json_under_a_running_loop_is_rewritten(lab: FaultLab) ->
         loop_json.write_bytes(GARBAGE)
         code, out, err = lab.cli("status", "--state-dir", str(lab.state))
         assert code == 0, err
+        note("llm-gitops status", out)
         assert f"controller      running (pid {ctl.proc.pid}" in out and f"{loop_json}" in out, out
         lab.providers["alpha"]["container"]["args"] = ["--seed", "5"]
         new = lab.commit("alpha: new args")

@@ -18,7 +18,7 @@ import pytest
 
 from engine.lab import wait_for
 from engine.loop_lab import Controller
-from faults.survival import FaultLab, assert_survived
+from faults.survival import FaultLab, assert_survived, note
 
 pytestmark = pytest.mark.docker
 
@@ -39,6 +39,7 @@ def test_a_second_controller_on_a_running_loops_state_dir_is_refused(lab: FaultL
         ctl.wait_pass(1, outcome="applied")
         ids = lab.ids()
         second = _run(lab, str(lab.state))
+        note("a second llm-gitops run (stderr)", second.stderr)
         assert second.returncode == 1
         assert "a running controller owns it" in second.stderr and f"pid {ctl.proc.pid}, run" in second.stderr
         # `apply` is refused the same way, and told what to do instead
@@ -51,8 +52,7 @@ def test_a_second_controller_on_a_running_loops_state_dir_is_refused(lab: FaultL
 
 
 def test_a_second_pass_while_an_apply_runs_is_refused_and_the_first_finishes(lab: FaultLab) -> None:
-    lab.commit("first")
-    assert lab.apply()[0] == 0
+    lab.serve("first")
     lab.providers["alpha"]["container"].update(args=["--seed", "6"], env={"STUB_START_DELAY": "4"})
     new = lab.commit("a slow alpha")
     first = lab.apply_in_background(stdout=subprocess.PIPE)
@@ -60,6 +60,7 @@ def test_a_second_pass_while_an_apply_runs_is_refused_and_the_first_finishes(lab
         wait_for(lambda: any(i["Config"]["Labels"].get("llm-gitops.revision") == new
                              for i in lab.containers().values()), timeout=30)  # it is mid-pass
         code, _, err = lab.apply()
+        note("a second llm-gitops apply (stderr)", err)
         assert code == 1 and "in use by another llm-gitops" in err and f"pid {first.pid}, apply" in err, err
         second = _run(lab, str(lab.state))
         assert second.returncode == 1 and f"pid {first.pid}, apply" in second.stderr, second.stderr
@@ -88,6 +89,7 @@ def test_two_loops_on_two_state_dirs_do_not_fight_over_one_stack(lab: FaultLab) 
             assert {p["outcome"] for p in intruder.passes()} == {"blocked"}
             assert cause in str(intruder.status()["last_pass"])
             code, out, _ = other.cli("status", "--state-dir", str(other.state))
+            note("llm-gitops status of the second state dir", out)
             assert code == 0 and cause in out and "backoff         " in out, out
             assert intruder.terminate() == 0
         assert lab.ids() == ids
