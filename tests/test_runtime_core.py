@@ -315,6 +315,41 @@ def test_a_dead_engine_is_reported_and_nothing_is_recorded_as_failed(
     assert record.quarantined == {} and record.last_applied is None and commit not in repr(record)
 
 
+@pytest.mark.parametrize("said", ["transport is closing: unavailable",
+                                  'connection error: desc = "transport: Error while dialing dial unix '
+                                  '/run/containerd/containerd.sock: connect: connection refused": unavailable'])
+def test_an_engine_losing_its_runtime_mid_call_is_the_engine_not_the_container(said: str) -> None:
+    """What dockerd answers while it is being restarted: a 500 about the container named, that is
+    about the engine. Reported as the engine (a host fault: the commit is not quarantined)."""
+    import docker.errors
+    import requests
+    from types import SimpleNamespace
+
+    from controller.adapters.docker import DockerRuntime
+    from controller.errors import EngineError
+
+    def refuse(*_: Any, **__: Any) -> None:
+        response = requests.Response()
+        response.status_code = 500
+        raise docker.errors.APIError("500 Server Error", response=response, explanation=said)
+
+    api = SimpleNamespace(start=refuse, create_container=refuse)
+    runtime = DockerRuntime(gateway_dir=Path("/nonexistent"), environ={"DOCKER_HOST": "unix:///x.sock"},
+                            client=SimpleNamespace(api=api))
+    with pytest.raises(EngineError) as caught:
+        runtime.start("c" * 64)
+    assert caught.value.fault.subject == "docker engine unix:///x.sock"
+    assert "does not answer" in caught.value.fault.message and said in caught.value.fault.message
+    # an answer about the container is still about the container (a refused create quarantines)
+    response = requests.Response()
+    response.status_code = 500
+    api.start = lambda *_: (_ for _ in ()).throw(docker.errors.APIError(
+        "500", response=response, explanation="could not select device driver \"\" with capabilities: [[gpu]]"))
+    with pytest.raises(EngineError) as caught:
+        runtime.start("c" * 64)
+    assert caught.value.fault.subject.startswith("container ") and "NVIDIA" in caught.value.fault.hint
+
+
 # --------------------------------------------------------------------------- probes
 
 
