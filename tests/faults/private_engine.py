@@ -53,7 +53,7 @@ class PrivateEngine:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the private dockerd exited ({self.proc.returncode}): {self.tail()}")
+                raise RuntimeError(f"the private dockerd exited ({self.proc.returncode}): {self.tail(40)}")
             with contextlib.suppress(Exception):
                 client = docker.DockerClient(base_url=self.url, timeout=120)
                 client.ping()
@@ -76,13 +76,18 @@ class PrivateEngine:
         """Stop the daemon and start it again; returns how long it did not answer (seconds)."""
         t0 = time.monotonic()
         self._stop_daemon()
+        # dockerd may exit before the containerd it started has: a new one on the same root
+        # would wait on the old one's database lock until dockerd gives up on it
+        self._stop_containerd(grace_s=10.0)
         self.start()
         self.restarts += 1
         return time.monotonic() - t0
 
     def tail(self, lines: int = 15) -> str:
+        """The daemon's last log lines, without grpc's connection chatter."""
         with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            text = [ln for ln in self.log.read_text(errors="replace").splitlines() if "[core]" not in ln]
+            return "\n".join(text[-lines:])
         return ""
 
     # ------------------------------------------------------------------ images
@@ -112,20 +117,45 @@ class PrivateEngine:
                 self.client.close()
         self._stop_daemon()
         self._stop_containerd()
+        self._kill_orphans()
         self._unmount()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def _stop_containerd(self) -> None:
-        """The containerd this dockerd started stops with it; if the daemon was killed, it may not."""
+    def _kill_orphans(self) -> None:
+        """A daemon that died (or was killed) with containers running leaves their shims and
+        processes behind: found by the shim's command line, which names this daemon's own
+        directory, and killed by pid, the container's processes first."""
+        shims = [pid for pid, cmd in _processes().items() if "containerd-shim" in cmd and str(self.dir) in cmd]
+        for shim in shims:
+            for pid in _children(shim):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(shim, signal.SIGKILL)
+
+    def _stop_containerd(self, grace_s: float = 0.0) -> None:
+        """The containerd this dockerd started stops with it, a little later; if it has not
+        after `grace_s` (or the daemon was killed), SIGTERM, then SIGKILL it: found by its pid
+        file, and only if its command line names this daemon's own directory. Then the pid
+        file goes: a dead containerd left as a zombie (this machine's PID 1 does not reap at
+        once) still "runs" for the next dockerd, which would wait on it until it gives up."""
         pidfile = self.dir / "exec" / "containerd" / "containerd.pid"
-        with contextlib.suppress(OSError, ValueError):
+        try:
             pid = int(pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if str(self.dir) in cmdline:  # ours, by its own paths
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            ours = str(self.dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
+            ours = False  # no pid file, no such process, or a zombie (its cmdline is empty)
+        if ours:
+            for sig, wait_s in ((None, grace_s), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                if sig is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+                deadline = time.monotonic() + wait_s
+                while _alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.1)
+                if not _alive(pid):
+                    break
+        pidfile.unlink(missing_ok=True)
 
     def _unmount(self) -> None:
         """What the daemon left mounted under its directory (its network namespace file, and
@@ -134,3 +164,36 @@ class PrivateEngine:
             mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
             for target in sorted((m for m in mounts if m.startswith(str(self.dir) + "/")), key=len, reverse=True):
                 subprocess.run(["umount", "-l", target], capture_output=True, timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _processes() -> dict[int, str]:
+    """pid -> command line, of every process this user can see."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return out
+
+
+def _children(parent: int) -> list[int]:
+    """Every descendant of `parent`, deepest first."""
+    ppid = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [parent]
+    while frontier:
+        kids = [pid for pid, pp in ppid.items() if pp in frontier]
+        found[:0] = kids
+        frontier = kids
+    return found

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from engine.loop_lab import Controller
 from faults.passes import PassInBackground
 from faults.survival import FaultLab, assert_survived, note
 
@@ -59,3 +60,23 @@ def test_a_pass_killed_at_any_step_is_finished_by_the_next(lab: FaultLab, step: 
     assert code == 0, out + err
     assert_survived(lab, good=new, cause=[f"{new[:12]} applied: ",
                                           f"a pass on {new[:12]} had been interrupted before it finished"])
+
+
+def test_a_loop_killed_mid_pass_is_finished_by_its_next_start(lab: FaultLab) -> None:
+    """The same for `llm-gitops run`: killed inside a health gate, started again, it converges."""
+    del lab.providers["beta"]
+    lab.serve()
+    with Controller(lab) as first:
+        first.wait_pass(1)
+        lab.providers["alpha"]["container"].update(args=["--seed", "4"], env={"STUB_START_DELAY": "2"})
+        new = lab.commit("alpha replaced, slowly")
+        first.wait_event("starting", container=lab.cname("alpha"))
+        first.proc.send_signal(signal.SIGKILL)
+        assert first.proc.wait(timeout=10) == -signal.SIGKILL
+    code, out, _ = lab.cli("status", "--state-dir", str(lab.state))
+    assert "controller      not running" in out and f"interrupted     {new[:12]}" in out, out
+    with Controller(lab) as again:
+        assert again.wait_pass(1)["outcome"] == "applied"
+        said = f"a pass on {new[:12]} had been interrupted before it finished"
+        assert_survived(lab, good=new, cause=[f"(start) {new[:12]} applied: ", said], ctl=again, loop_cause=said)
+        assert again.terminate() == 0
