@@ -107,9 +107,11 @@ class Applier:
         self.pass_id = pass_id
         current: str | None = None
         early: set[str] = set()   # steps run before the canary
+        staged = False
         try:
             swap = self.config.live_digest() != desired.config_digest
             if swap:
+                staged = True
                 self.config.stage(desired.config_text)
                 self.config.check_staged(desired.litellm_config, desired.config_digest)
                 self.emit("config_staged", digest=desired.config_digest[:12])
@@ -172,6 +174,9 @@ class Applier:
             raise ApplyFailed(Fault("pass", f"unexpected {type(exc).__name__}: {exc}",
                                     "this is a bug in llm-gitops; please report it with `llm-gitops history`"),
                               done, container_id=current) from exc
+        finally:
+            if staged and not done.config_swapped:  # failed, cancelled: the staged commit is not coming
+                self.config.discard_staged()
         self._clean_up(done)
         return done
 

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -240,24 +241,42 @@ def status_of(state_dir: str) -> dict[str, Any]:
         "last_attempted": rec.last_attempted, "last_applied": rec.last_applied, "last_good": rec.last_good,
         "pinned": rec.pinned, "quarantined": {c: dataclasses.asdict(q) for c, q in rec.quarantined.items()},
         "containers": [], "drift": [], "engine": "ok",
+        "state_errors": [],   # files of the state dir that cannot be read, and what to do
     }
     control = state.ControlFiles(st.path)
     holder = state.lock_holder(st.path)
+    running = bool(holder and ", run," in holder)
+    loop: dict[str, Any] | None = None
+    if running:
+        try:
+            loop = control.loop_state()
+        except ControllerError as exc:  # the loop runs all the same: say so, and what cannot be read
+            body["state_errors"].append(f"{exc} (the running controller rewrites it at its next change)")
+        if loop is None:
+            pid = re.match(r"pid (\d+)", holder or "")
+            loop = {"pid": int(pid.group(1)) if pid else None, "state": "unknown"}
     try:
-        loop = control.loop_state() if holder and ", run," in holder else None
         body["suspended"] = control.suspended()
-    except ControllerError:
-        loop, body["suspended"] = None, None
-    body["controller"] = {"running": True, **loop} if loop else {"running": False, "lock": holder}
+    except ControllerError as exc:  # the loop and apply take an unreadable suspend file as suspended
+        body["suspended"] = {"at": None, "by": None, "reason": "its file cannot be read"}
+        body["state_errors"].append(str(exc))
+    body["controller"] = {"running": True, **loop} if running and loop else {"running": False, "lock": holder}
+    # a pass that started applying and never recorded its end: it was killed or crashed,
+    # unless it is the one running now
+    body["interrupted"] = ({"commit": rec.inflight, "attempts": rec.inflight_attempts}
+                           if rec.inflight and not holder else None)
     last = st.history()[-1:] or [None]
     body["last_pass"] = ({k: last[0].get(k) for k in ("commit", "outcome", "message", "started", "trigger")}
                          if last[0] else None)
+    try:
+        st.owner_id(create=False)
+    except ControllerError as exc:
+        body["state_errors"].append(str(exc))
     if not rec.applied_stack:
         return body
     prober = probe.NetProber(timeout_s=1.0)
     try:
-        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, owner=st.owner_id(create=False),
-                                               state_dir=str(st.path))
+        runtime = docker_adapter.DockerRuntime(gateway_dir=st.gateway_dir, state_dir=str(st.path))  # observes only
         seen = runtime.observe(rec.applied_stack).containers
     except ControllerError as exc:
         body["engine"] = str(exc)
@@ -329,8 +348,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append("controller      not running" + (f" (state dir held by {ctl['lock']})" if ctl.get("lock") else ""))
     if body.get("suspended"):
         sus = body["suspended"]
-        lines.append(f"suspended       since {sus.get('at')} by {sus.get('by')}"
-                     + (f": {sus.get('reason')}" if sus.get("reason") else "") + "  (`llm-gitops resume` ends it)")
+        said = [f"since {sus.get('at')} by {sus.get('by')}"] if sus.get("at") else []
+        said += [str(sus["reason"])] if sus.get("reason") else []
+        lines.append(f"suspended       {': '.join(said)}  (`llm-gitops resume` ends it)")
+    if body.get("interrupted"):
+        lines.append(f"interrupted     {short(body['interrupted']['commit'])}: a pass started applying it and did not "
+                     "finish (killed or crashed?); the next pass goes on from what runs")
     if body["pinned"]:
         lines.append(f"pinned          {short(body['pinned'])}  (rollback; `llm-gitops retry` unpins)")
     for commit, q in body["quarantined"].items():
@@ -341,6 +364,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lp = body["last_pass"]
         by = f" ({lp['trigger']})" if lp.get("trigger") not in (None, "apply") else ""
         lines.append(f"last pass       {lp['started']}{by} {short(lp['commit'])} {_said(lp['outcome'], lp['message'])}")
+    for error in body.get("state_errors") or ():
+        lines.append("state error     " + error.replace("\n", "\n                "))
     if body["engine"] != "ok":
         lines.append(f"engine          {body['engine']}")
     if body["containers"]:

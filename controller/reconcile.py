@@ -224,7 +224,11 @@ class Reconciler:
         left_alone = sorted(n for n in self._leave_alone if any(s.name == n for s in the_plan.changes))
         the_plan = the_plan.leaving_alone(self._leave_alone)
         steps = [s.as_dict() for s in the_plan.changes]
-        unproven = rec.last_applied != commit  # a new commit, or one an interrupted pass left half done
+        # A pass that started applying and never finished (killed, crashed) may have left a
+        # container it started unproven (not gated, restart policy still "no"), even on the
+        # applied commit (a drift repair): the pass after it verifies everything it keeps.
+        interrupted = rec.inflight
+        unproven = rec.last_applied != commit or interrupted is not None
         if not the_plan.changes and not unproven:
             said = (f"nothing to do, leaving {', '.join(left_alone)} alone (restarted too often; a new commit or "
                     "`llm-gitops retry` tries it again)" if left_alone else "nothing to do; everything runs as specified")
@@ -253,8 +257,11 @@ class Reconciler:
             return PassResult(pass_id, commit, INTERRUPTED, f"interrupted while waiting: {exc.reason}; the next "
                               "pass goes on from what runs now", steps=steps), rec
         rec = self._applied(rec, commit, desired)
-        return PassResult(pass_id, commit, APPLIED, f"applied: {_summary(the_plan, done)}",
-                          steps=steps, done=done.actions, left_alone=left_alone), rec
+        said = f"applied: {_summary(the_plan, done)}"
+        if interrupted is not None:
+            said += (f"; a pass on {interrupted[:12]} had been interrupted before it finished (killed or crashed?), "
+                     "and this one finished from what it left")
+        return PassResult(pass_id, commit, APPLIED, said, steps=steps, done=done.actions, left_alone=left_alone), rec
 
     # ------------------------------------------------------------------ pieces
 

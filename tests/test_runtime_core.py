@@ -194,6 +194,9 @@ class FakeConfig:
         self.events.append("keep")
         return "/kept"
 
+    def discard_staged(self) -> None:
+        self.events.append("discard")
+
 
 def _applier(runtime: FakeRuntime, config: FakeConfig, prober: FakeProber | None = None, **kw: Any) -> Applier:
     return Applier(runtime=runtime, prober=prober or FakeProber(), config=config, emit=lambda *a, **k: None,
@@ -252,6 +255,17 @@ def test_state_files_are_private_and_survive_a_torn_history_line(tmp_path: Path)
     assert not list(st.path.rglob(".*.tmp"))
 
 
+def test_a_staged_config_that_is_discarded_leaves_nothing_and_the_live_file_alone(tmp_path: Path) -> None:
+    from controller.adapters.state import StateDir
+    st = StateDir(tmp_path / "state")
+    (st.gateway_dir / "config.yaml").write_text("live\n")
+    st.stage("next\n")
+    st.discard_staged()
+    assert sorted(p.name for p in (st.gateway_dir / ".staging").iterdir()) == []
+    assert (st.gateway_dir / "config.yaml").read_text() == "live\n"
+    st.discard_staged()  # nothing staged: nothing to do
+
+
 def test_an_unreadable_record_names_the_file_and_what_to_do(tmp_path: Path) -> None:
     from controller.adapters.state import StateDir
     st = StateDir(tmp_path)
@@ -299,6 +313,41 @@ def test_a_dead_engine_is_reported_and_nothing_is_recorded_as_failed(
     from controller.adapters.state import StateDir
     record = StateDir(tmp_path / "state").record()
     assert record.quarantined == {} and record.last_applied is None and commit not in repr(record)
+
+
+@pytest.mark.parametrize("said", ["transport is closing: unavailable",
+                                  'connection error: desc = "transport: Error while dialing dial unix '
+                                  '/run/containerd/containerd.sock: connect: connection refused": unavailable'])
+def test_an_engine_losing_its_runtime_mid_call_is_the_engine_not_the_container(said: str) -> None:
+    """What dockerd answers while it is being restarted: a 500 about the container named, that is
+    about the engine. Reported as the engine (a host fault: the commit is not quarantined)."""
+    import docker.errors
+    import requests
+    from types import SimpleNamespace
+
+    from controller.adapters.docker import DockerRuntime
+    from controller.errors import EngineError
+
+    def refuse(*_: Any, **__: Any) -> None:
+        response = requests.Response()
+        response.status_code = 500
+        raise docker.errors.APIError("500 Server Error", response=response, explanation=said)
+
+    api = SimpleNamespace(start=refuse, create_container=refuse)
+    runtime = DockerRuntime(gateway_dir=Path("/nonexistent"), environ={"DOCKER_HOST": "unix:///x.sock"},
+                            client=SimpleNamespace(api=api))
+    with pytest.raises(EngineError) as caught:
+        runtime.start("c" * 64)
+    assert caught.value.fault.subject == "docker engine unix:///x.sock"
+    assert "does not answer" in caught.value.fault.message and said in caught.value.fault.message
+    # an answer about the container is still about the container (a refused create quarantines)
+    response = requests.Response()
+    response.status_code = 500
+    api.start = lambda *_: (_ for _ in ()).throw(docker.errors.APIError(
+        "500", response=response, explanation="could not select device driver \"\" with capabilities: [[gpu]]"))
+    with pytest.raises(EngineError) as caught:
+        runtime.start("c" * 64)
+    assert caught.value.fault.subject.startswith("container ") and "NVIDIA" in caught.value.fault.hint
 
 
 # --------------------------------------------------------------------------- probes
@@ -377,11 +426,12 @@ class ScriptedApplier:
     """apply() raises the next fault in `script` (None: succeeds)."""
 
     def __init__(self, *script: Any) -> None:
-        self.script, self.calls = list(script), []
+        self.script, self.calls, self.kwargs = list(script), [], []
 
     def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
         from controller.apply import Done
         self.calls.append(desired.stack)
+        self.kwargs.append(kwargs)
         fault = self.script.pop(0) if self.script else None
         if fault is not None:
             raise ApplyFailed(fault[0], Done(), host_fault=fault[1])
@@ -460,6 +510,66 @@ def test_a_killed_pass_leaves_its_commit_inflight_for_the_next() -> None:
     with pytest.raises(Killed):
         _reconciler(store, ObservingRuntime(running), Dying(), SPECS).run(BAD)
     assert (store.rec.inflight, store.rec.inflight_attempts) == (BAD, 1)
+
+
+def test_the_pass_after_a_killed_one_verifies_what_it_keeps_and_says_so() -> None:
+    store, running = _served_good()
+    # killed during a drift repair of the applied commit: what it started matches the spec,
+    # so the plan is empty, but it was never gated nor given its restart policy
+    store.rec = dataclasses.replace(store.rec, inflight=GOOD, inflight_attempts=1)
+    applier = ScriptedApplier()
+    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(GOOD)
+    assert result.outcome == "applied" and applier.kwargs[0]["verify_unchanged"] is True
+    assert f"a pass on {GOOD[:12]} had been interrupted before it finished (killed or crashed?)" in result.message
+    assert store.rec.inflight is None and store.entries[-1]["message"] == result.message
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage\n", b"\xff\xfe\x00", b"0123456789abcdef0"])
+def test_a_damaged_owner_id_is_named_not_written_into_labels(tmp_path: Path, damage: bytes,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.adapters.state import StateDir
+    from controller.cli import main
+    st = StateDir(tmp_path / "state")
+    assert len(st.owner_id()) == 16
+    st.save(Record(repo="/r"))
+    (st.path / "owner").write_bytes(damage)
+    with pytest.raises(StateError) as caught:
+        st.owner_id()
+    assert f"{st.path / 'owner'} is damaged" in str(caught.value) and "remove it" in caught.value.fault.hint
+    assert main(["status", "--state-dir", str(st.path)]) == 0  # status still works, and names it
+    assert f"state error     state dir {st.path}: {st.path / 'owner'} is damaged" in capsys.readouterr().out
+    (st.path / "owner").unlink()
+    assert len(st.owner_id()) == 16
+
+
+def test_status_says_a_running_loop_runs_and_a_suspend_holds_when_their_files_cannot_be_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.adapters.state import StateDir
+    from controller.cli import main
+    st = StateDir(tmp_path / "state")
+    st.save(Record(repo="/r"))
+    (st.path / "loop.json").write_bytes(b"\xff{ garbage")
+    (st.path / "suspended").write_bytes(b"{ garbage")
+    with st.locked("run"):  # as `llm-gitops run` holds it
+        assert main(["status", "--state-dir", str(st.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"controller      running (pid {os.getpid()}, unknown)" in out
+    assert "suspended       its file cannot be read  (`llm-gitops resume` ends it)" in out
+    assert f"state error     state dir {st.path}: loop.json is unreadable" in out
+    assert f"state error     state dir {st.path}: suspended is unreadable" in out and f"remove {st.path}" in out
+
+
+def test_status_names_a_pass_that_never_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.adapters.state import StateDir
+    from controller.cli import main
+    st = StateDir(tmp_path / "state")
+    st.save(Record(repo="/r", last_attempted=BAD, inflight=BAD, inflight_attempts=1))
+    assert main(["status", "--state-dir", str(st.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"interrupted     {BAD[:12]}: a pass started applying it and did not finish (killed or crashed?)" in out
+    with st.locked("apply"):  # the pass running now is not an interrupted one
+        assert main(["status", "--state-dir", str(st.path), "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["interrupted"] is None
 
 
 def test_cleanup_failures_after_success_do_not_fail_the_pass() -> None:
@@ -546,6 +656,8 @@ def test_a_record_of_the_wrong_shape_is_named_not_a_crash(tmp_path: Path) -> Non
         assert field in str(caught.value) and "move" in caught.value.fault.hint
     (tmp_path / "history.jsonl").write_text('[1]\n"x"\n{"pass": 3}\n')
     assert st.history() == [{"pass": 3}]
+    (tmp_path / "history.jsonl").write_bytes(b'\xff\xfe not UTF-8\n{"pass": 4}\n{"pass": \xc3\x28}\n')
+    assert st.history() == [{"pass": 4}]  # a line that is not even UTF-8 costs that line only
 
 
 def test_log_tails_lose_every_line_of_a_multi_line_secret() -> None:
@@ -697,7 +809,7 @@ def test_a_canary_that_lists_other_names_fails_the_commit_before_anything_stops(
     assert "wildcard" in fault.hint
     assert runtime.calls == [("create", "demo-gateway_canary_p1"), ("start", "demo-gateway_canary_p1"),
                              ("remove", "demo-gateway_canary_p1")]  # nothing else: the live gateway untouched
-    assert config.events == ["stage", "check"]  # never swapped
+    assert config.events == ["stage", "check", "discard"]  # never swapped, and no staged file is left behind
     assert prober.asked == [("http://127.0.0.1:45678", "LITELLM_MASTER_KEY")]
 
 
@@ -726,7 +838,8 @@ def test_a_pass_cancelled_while_its_canary_boots_removes_the_canary() -> None:
     with pytest.raises(Cancelled):
         applier.apply(plan(after, observed(before)), after, revision="r", pass_id="p1")
     assert runtime.calls[-1] == ("remove", "demo-gateway_canary_p1")
-    assert not [c for c in runtime.calls if c[0] in ("stop", "rename")] and config.events == ["stage", "check"]
+    assert not [c for c in runtime.calls if c[0] in ("stop", "rename")]
+    assert config.events == ["stage", "check", "discard"]
 
 
 def test_a_live_gateway_that_lists_other_names_after_the_swap_fails_the_pass() -> None:
@@ -764,13 +877,7 @@ def test_no_canary_when_switched_off_or_going_back_and_none_without_a_config_cha
 def test_a_rollback_pass_runs_no_canary() -> None:
     from controller.errors import Fault
     store, running = _served_good()
-
-    class Recording(ScriptedApplier):
-        def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
-            self.kwargs = [*getattr(self, "kwargs", []), kwargs]
-            return super().apply(the_plan, desired, **kwargs)
-
-    applier = Recording((Fault("commit b", "the canary does not serve x"), False), None)
+    applier = ScriptedApplier((Fault("commit b", "the canary does not serve x"), False), None)
     result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
     assert result.outcome == "failed" and BAD in store.rec.quarantined and result.rollback["ok"]
     assert [k.get("canary", True) for k in applier.kwargs] == [True, False]

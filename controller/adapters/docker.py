@@ -48,6 +48,8 @@ def _engine(subject: Callable[..., str]) -> Callable[[Callable[..., T]], Callabl
                                         "it was removed outside llm-gitops while the pass ran; run the pass "
                                         "again (`llm-gitops retry` if the commit was quarantined)")) from None
             except docker.errors.APIError as exc:
+                if _runtime_gone(exc):  # the engine itself is going away: not about this container
+                    raise EngineError(_unreachable(self.where, exc)) from None
                 raise EngineError(Fault(subject(self, *args), f"the engine refused: {_explain(exc)}",
                                         _hint_for(_explain(exc)))) from None
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
@@ -58,6 +60,18 @@ def _engine(subject: Callable[..., str]) -> Callable[[Callable[..., T]], Callabl
 
 def _explain(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc).strip()
+
+
+def _runtime_gone(exc: docker.errors.APIError) -> bool:
+    """The daemon lost its container runtime mid-call: containerd's gRPC connection is closing
+    or refused (the daemon is being restarted, or crashed). dockerd answers that with a 5xx
+    about the container the call named, but it says nothing about the container or the commit:
+    a pass that meets it must go back without blaming (quarantining) the commit, as when the
+    engine does not answer at all."""
+    text = _explain(exc).lower()
+    return (exc.status_code or 0) >= 500 and (
+        "transport is closing" in text or "error while dialing" in text or "code = unavailable" in text
+        or text.endswith(": unavailable"))
 
 
 def _hint_for(message: str) -> str:

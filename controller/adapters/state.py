@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ from controller.record import Record
 from controller.render import Desired
 
 RECORD = "record.json"
+OWNER_ID = re.compile(r"[0-9a-f]{16}")
 SNAPSHOT = "applied.json"
 HISTORY = "history.jsonl"
 
@@ -159,15 +161,17 @@ class StateDir:
 
     def history(self) -> list[dict[str, Any]]:
         try:
-            lines = (self.path / HISTORY).read_text().splitlines()
+            # bytes, line by line: a damaged line (torn by a crash, or not even UTF-8 after a
+            # disk fault) costs that line, not the whole history
+            lines = (self.path / HISTORY).read_bytes().splitlines()
         except FileNotFoundError:
             return []
         out = []
         for line in lines:
             try:
                 entry = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a crash mid-append
+            except ValueError:  # UnicodeDecodeError included
+                continue
             if isinstance(entry, dict):
                 out.append(entry)
         return out
@@ -198,9 +202,17 @@ class StateDir:
     def owner_id(self, *, create: bool = True) -> str:
         """This state dir's id, in the labels of the containers its controller creates
         ("" when it has none yet and `create` is False: read-only commands write nothing)."""
-        if not create and not (self.path / "owner").exists():
+        path = self.path / "owner"
+        if not create and not path.exists():
             return ""
-        return self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode().strip()
+        value = self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode("ascii", "replace").strip()
+        if not OWNER_ID.fullmatch(value):
+            # an empty or garbled id would go into the labels of every container made from now
+            # on (an empty one drops the state-dir label too, and with it the one-state-dir check)
+            raise self._fault(f"{path} is damaged (not the 16 hex digits llm-gitops writes)",
+                              "remove it: the next pass writes a new id (containers already running are "
+                              "recognised by the state dir's path)")
+        return value
 
     def _created_once(self, name: str, make: Any) -> bytes:
         """A file written whole, once: a temp file linked into place (link fails if it
@@ -247,6 +259,14 @@ class StateDir:
         except OSError as exc:
             raise self._fault(f"cannot write {self._staged}: {exc.strerror or exc}",
                               "free disk space or fix permissions; the live config was not touched") from None
+
+    def discard_staged(self) -> None:
+        """Remove a staged config that will not be swapped in (its pass failed or was stopped):
+        `.staging/config.yaml` exists only between a stage and its swap. Best effort: a file
+        left by a crash is harmless (the next stage replaces it) and must not hide the error
+        that ended the pass."""
+        with contextlib.suppress(OSError):
+            self._staged.unlink()
 
     def keep_live_copy(self) -> str:
         """Before the live file is replaced because it differs from the commit's: keep it,

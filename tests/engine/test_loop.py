@@ -4,7 +4,9 @@ Each test starts the controller as its own process on a Lab stack (stub provider
 stub gateway on free 127.0.0.1 ports) with short intervals, drives it only the way an
 operator would (commits, `docker stop`, HTTP, signals, the CLI) and reads back what it did
 from its JSON log, its endpoint, the state dir and the engine. Waits are bounded (tens of
-seconds); real latencies are measured by `make bench`, not asserted here.
+seconds); real latencies are measured by `make bench`, not asserted here. What the loop does
+when git fails (an unreachable remote, a force-push, a deleted branch) or a second controller
+starts is in tests/faults/.
 """
 
 from __future__ import annotations
@@ -46,26 +48,6 @@ def test_a_commit_to_a_watched_repo_converges_without_any_other_trigger(lab: Lab
         inside = [e for e in ctl.lines() if e.get("pass_id") == starts[0]["pass_id"]]
         assert len(inside) >= 3 and all(e.get("commit") == second[:12] for e in inside)
         assert ctl.terminate() == 0
-
-
-def test_a_second_controller_on_the_same_state_dir_refuses_to_start(lab: Lab) -> None:
-    lab.commit()
-    with Controller(lab) as ctl:
-        ctl.wait_pass(1)
-        second = subprocess.run([*ctl.proc.args[:2], "controller", "run", "--repo", str(lab.repo.path),
-                                 "--state-dir", str(lab.state), "--http-port", "0"],
-                                capture_output=True, text=True, timeout=60, env=_env())
-        assert second.returncode == 1
-        assert "a running controller owns it" in second.stderr and f"pid {ctl.proc.pid}, run" in second.stderr
-        # `apply` is refused the same way, and says what to do instead
-        code, _, err = lab.apply()
-        assert code == 1 and "llm-gitops retry" in err
-        assert ctl.terminate() == 0
-
-
-def _env() -> dict[str, str]:
-    import os
-    return {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
 def test_a_stopped_container_and_an_edited_gateway_config_are_put_back_by_the_drift_check(lab: Lab) -> None:
@@ -277,24 +259,6 @@ def test_a_polled_url_applies_on_a_signed_webhook_and_refuses_a_bad_one(lab: Lab
         assert ctl.terminate() == 0
 
 
-def test_an_unreachable_remote_is_reported_and_the_stack_keeps_serving(lab: Lab, tmp_path: Path) -> None:
-    lab.commit("first")
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(lab.repo.path), str(remote)], check=True)
-    with Controller(lab, "--poll-interval-s", "1", "--drift-interval-s", "1", repo=f"file://{remote}") as ctl:
-        ctl.wait_pass(1, outcome="applied")
-        remote.rename(tmp_path / "gone.git")
-        err = ctl.wait_event("source_error", timeout=30)
-        assert "cannot reach the remote" in err["error"] and err["serving"]
-        alpha = lab.ids()[lab.cname("alpha")]
-        lab.engine.api.stop(alpha, timeout=1)  # drift repair goes on without the remote
-        wait_for(lambda: lab.engine.api.inspect_container(alpha)["State"]["Running"], timeout=30)
-        assert ctl.status()["controller"]["source_error"]
-        (tmp_path / "gone.git").rename(remote)
-        ctl.wait_event("source_ok", timeout=30)
-        assert ctl.terminate() == 0
-
-
 # --------------------------------------------------------------------------- signed commits
 
 
@@ -337,30 +301,6 @@ def test_sigint_is_handled_like_sigterm(lab: Lab) -> None:
         ctl.wait_pass(1)
         ctl.proc.send_signal(signal.SIGINT)
         assert ctl.proc.wait(timeout=30) == 0
-
-
-def test_a_force_push_back_and_a_deleted_branch_on_a_watched_repo(lab: Lab) -> None:
-    first = lab.commit("first")
-    with Controller(lab, "--drift-interval-s", "1", "--poll-interval-s", "1") as ctl:
-        ctl.wait_pass(1, outcome="applied")
-        old = _spec_hash(lab, "alpha")
-        lab.providers["alpha"]["container"]["args"] = ["--seed", "3"]
-        second = lab.commit("second")
-        ctl.wait_pass(1, commit=second[:12], outcome="applied")
-        lab.repo._git("reset", "-q", "--hard", first)  # the branch moves back, as after a force-push
-        back = ctl.wait_pass(2, commit=first[:12])
-        assert back["outcome"] == "applied" and _spec_hash(lab, "alpha") == old
-        lab.repo._git("checkout", "-q", "--detach")
-        lab.repo._git("branch", "-D", "main")
-        err = ctl.wait_event("source_error", timeout=30)
-        assert "branch `main` does not exist any more" in err["error"]
-        beta = lab.ids()[lab.cname("beta")]
-        lab.engine.api.stop(beta, timeout=1)  # still served: drift repair goes on
-        wait_for(lambda: lab.engine.api.inspect_container(beta)["State"]["Running"], timeout=30)
-        assert "does not exist" in ctl.status()["controller"]["source_error"]
-        lab.repo._git("checkout", "-q", "-b", "main")
-        ctl.wait_event("source_ok", timeout=30)
-        assert ctl.terminate() == 0
 
 
 def test_sigterm_while_a_canary_boots_removes_the_canary(lab: Lab) -> None:

@@ -1,10 +1,10 @@
-"""rollback, retry, the lock, the first failure, and plan --live, through the real CLI."""
+"""rollback, retry, the first failure, lost state files, and plan --live, through the real CLI.
+
+Two controllers at once (the lock, a second state dir on one stack) are in tests/faults/."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -78,24 +78,6 @@ def test_without_a_last_good_commit_a_failure_stops_nothing_else(lab: Lab) -> No
     assert status["last_good"] is None and bad in status["quarantined"]
 
 
-def test_a_second_controller_on_the_same_state_dir_exits_with_a_clear_message(lab: Lab) -> None:
-    lab.commit("first")
-    assert lab.apply()[0] == 0
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from controller.adapters.state import StateDir\n"
-        f"with StateDir({str(lab.state)!r}).locked('test holder'):\n"
-        "    print('locked', flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        code, out, err = lab.apply()
-        assert code == 1
-        assert "in use by another llm-gitops" in err and f"pid {holder.pid}" in err and "test holder" in err
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
-    assert lab.apply()[0] == 0  # a killed holder released it
-
-
 def test_plan_live_says_what_would_restart_and_why(lab: Lab) -> None:
     lab.commit("first")
     assert lab.apply()[0] == 0
@@ -139,22 +121,6 @@ def test_a_repository_url_is_mirrored_into_the_state_dir_and_fetched_each_pass(l
     code, out, err = lab.cli("apply", "--repo", url, "--rev", "main", "--state-dir", str(lab.state))
     assert code == 0, out + err
     assert lab.status()["last_applied"] == second and f"recreated {lab.cname('alpha')}" in out
-
-
-def test_a_second_state_dir_on_the_same_stack_is_refused_not_fought(lab: Lab) -> None:
-    lab.commit("first")
-    assert lab.apply()[0] == 0
-    ids = lab.ids()
-    other = lab.state.parent / "other-state"
-    code, out, err = lab.cli("apply", "--repo", str(lab.repo.path), "--state-dir", str(other))
-    assert code == 1, out + err
-    assert "blocked before anything was stopped" in out
-    assert f"managed from another state dir: {lab.state}" in out and "one state dir per stack" in out
-    assert lab.ids() == ids  # nothing of the first controller's was touched
-    assert lab.apply()[0] == 0 and "nothing to do" in lab.apply()[1]
-    labels = lab.containers()[lab.cname("alpha")]["Config"]["Labels"]
-    assert labels["llm-gitops.state-dir"] == str(lab.state) and labels["llm-gitops.owner"] == \
-        (lab.state / "owner").read_text().strip()
 
 
 def test_a_lost_owner_file_is_recognised_by_the_state_dirs_path(lab: Lab) -> None:
