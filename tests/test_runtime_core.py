@@ -285,6 +285,34 @@ def test_the_lock_admits_one_holder_and_names_it(tmp_path: Path) -> None:
         pass
 
 
+def test_taking_the_lock_removes_temp_files_of_dead_writers_only(tmp_path: Path) -> None:
+    """A `kill -9` inside an atomic write leaves `.<name>.<pid>.tmp`; the next holder of the
+    lock removes those of writers that are gone, and keeps a live process's."""
+    import subprocess
+    import sys
+
+    from controller.adapters.state import StateDir
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = int(gone.stdout)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "gateway" / ".staging").mkdir(parents=True)
+        (tmp_path / "requests").mkdir()
+        leftovers = [tmp_path / f".record.json.{dead}.tmp", tmp_path / "gateway" / f".config.yaml.{dead}.tmp",
+                     tmp_path / "gateway" / ".staging" / f".config.yaml.{dead}.tmp",
+                     tmp_path / "requests" / f".r1.json.{dead}.tmp"]
+        kept = [tmp_path / "requests" / f".r2.json.{sleeper.pid}.tmp", tmp_path / "notes.tmp"]
+        for path in leftovers + kept:
+            path.write_text("half")
+        with StateDir(tmp_path).locked("apply"):
+            assert [p for p in leftovers if p.exists()] == []
+            assert all(p.exists() for p in kept)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_secret_fingerprints_change_with_the_value_and_never_hold_it(tmp_path: Path) -> None:
     from controller.adapters.state import StateDir
     st = StateDir(tmp_path)

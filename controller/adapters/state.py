@@ -64,6 +64,19 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     _fsync_dir(path.parent)
 
 
+_TEMP_PID = re.compile(r"\.(\d+)\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -120,9 +133,23 @@ class StateDir:
                                   "--state-dir") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}, {what}, since {now()}\n".encode(), 0)
+            self._remove_dead_writers_temp_files()
             yield
         finally:
             os.close(fd)  # closing releases the flock; a SIGKILL'ed holder releases it too
+
+    def _remove_dead_writers_temp_files(self) -> None:
+        """A `kill -9` inside `write_atomic` leaves `.<name>.<pid>.tmp` behind: harmless to
+        readers, but nothing else would ever remove it. Only files of a writer that is gone
+        go: `requests/` is written by CLI processes that may be alive now, and a pid that
+        still runs (or that we cannot signal) keeps its file."""
+        for directory in (self.path, self.gateway_dir, self.gateway_dir / ".staging", self.path / "requests"):
+            with contextlib.suppress(OSError):
+                for tmp in directory.glob(".*.tmp"):
+                    found = _TEMP_PID.search(tmp.name)
+                    if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))):
+                        with contextlib.suppress(OSError):
+                            tmp.unlink()
 
     # ------------------------------------------------------------------ record and history
 
