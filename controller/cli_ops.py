@@ -80,7 +80,8 @@ def _wire(st: Any, repo_arg: str, rev: str | None, subdir: str, *, host_name: st
         fingerprints=lambda names: st.fingerprints(names, environ), environ=environ, emit=emit,
         applier=Applier(runtime=runtime, prober=prober, config=st, emit=emit, sleep=sleep or time.sleep,
                         canary=canary),
-        host_name=host_name, is_ancestor=lambda a, b: source.is_ancestor(repo_of(), a, b))
+        host_name=host_name, is_ancestor=lambda a, b: source.is_ancestor(repo_of(), a, b),
+        sleep=sleep or time.sleep)
     return Wiring(reconciler, repo_of() if repo is None else None, head)
 
 

@@ -504,6 +504,76 @@ def test_an_engine_that_dies_mid_pass_quarantines_nothing() -> None:
     assert result.rollback is not None and result.rollback["ok"]  # and it went back
 
 
+class RestartingEngine(ObservingRuntime):
+    """An engine that, once `die(n)` is called, does not answer the next n times it is asked."""
+
+    def __init__(self, running: list[ObservedContainer]) -> None:
+        super().__init__(running)
+        self.down_left = 0
+
+    def die(self, times: int) -> None:
+        self.down_left = times
+
+    def observe(self, stack: str, names: Any = ()) -> Observation:
+        from controller.errors import EngineError, Fault
+        if self.down_left > 0:
+            self.down_left -= 1
+            raise EngineError(Fault("docker engine unix:///x", "does not answer"))
+        return super().observe(stack, names)
+
+
+class EngineDyingApplier(ScriptedApplier):
+    """The first apply() loses the engine for `down` askings and fails naming it."""
+
+    def __init__(self, runtime: RestartingEngine, down: int) -> None:
+        from controller.errors import Fault
+        super().__init__((Fault("docker engine unix:///x", "does not answer"), True), None)
+        self.runtime, self.down = runtime, down
+
+    def apply(self, the_plan: Any, desired: Desired, **kwargs: Any) -> Any:
+        if len(self.calls) == 0:
+            self.runtime.die(self.down)
+        return super().apply(the_plan, desired, **kwargs)
+
+
+@pytest.mark.parametrize("down, went_back", [(5, True), (1000, False)])
+def test_a_pass_that_lost_the_engine_waits_for_it_before_going_back(down: int, went_back: bool) -> None:
+    """A daemon restart mid-pass: going back at once would fail too. The pass asks the engine
+    again once a second, at most ENGINE_WAIT_TRIES times, and goes back once it answers."""
+    from controller.reconcile import ENGINE_WAIT_TRIES
+    store, running = _served_good()
+    runtime = RestartingEngine(running)
+    slept: list[float] = []
+    applier = EngineDyingApplier(runtime, down)
+    reconciler = _reconciler(store, runtime, applier, SPECS)
+    reconciler.sleep = slept.append
+    result = reconciler.run(BAD)
+    assert result.outcome == "failed" and store.rec.quarantined == {}
+    if went_back:
+        assert slept == [1.0] * (down + 1) and len(applier.calls) == 2  # a second more: then it answered
+        assert result.rollback is not None and result.rollback["ok"], result.message
+        assert f"{GOOD[:12]} keeps serving" in result.message  # the fake applier changed nothing
+    else:
+        assert slept == [1.0] * ENGINE_WAIT_TRIES  # bounded
+        assert result.rollback is not None and not result.rollback["ok"]
+        assert "failed too: docker engine unix:///x: does not answer" in result.message
+
+
+def test_a_go_back_that_loses_the_engine_again_waits_and_tries_again() -> None:
+    """A dying daemon can still answer on a kept connection: the probe says it is back, the
+    go-back then loses it. The pass waits again and goes back once the engine is there."""
+    from controller.errors import Fault
+    store, running = _served_good()
+    lost = (Fault("docker engine unix:///x", "does not answer"), True)
+    applier = ScriptedApplier(lost, lost, None)
+    slept: list[float] = []
+    reconciler = _reconciler(store, ObservingRuntime(running), applier, SPECS)
+    reconciler.sleep = slept.append
+    result = reconciler.run(BAD)
+    assert len(applier.calls) == 3 and slept == [1.0, 1.0]
+    assert result.rollback is not None and result.rollback["ok"] and store.rec.quarantined == {}
+
+
 def test_a_failing_rollback_is_reported_with_both_causes() -> None:
     from controller.errors import Fault
     store, running = _served_good()
