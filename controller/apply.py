@@ -168,7 +168,7 @@ class Applier:
                         current = None
         except FaultError as exc:
             host = (isinstance(exc, (StateError, Interfered))
-                    or isinstance(exc, EngineError) and exc.fault.subject.startswith("docker engine"))
+                    or isinstance(exc, EngineError) and exc.fault.engine_lost)
             raise ApplyFailed(exc.fault, done, container_id=current, host_fault=host) from None
         except Exception as exc:  # a bug or an unexpected OSError: still go back, and say what broke
             raise ApplyFailed(Fault("pass", f"unexpected {type(exc).__name__}: {exc}",

@@ -101,6 +101,12 @@ class Fault:
     def as_dict(self) -> dict[str, str]:
         return {"subject": self.subject, "message": self.message, "hint": self.hint}
 
+    @property
+    def engine_lost(self) -> bool:
+        """The Docker engine itself stopped answering (the docker adapter names it so): the
+        host failed, not the commit."""
+        return self.subject.startswith("docker engine")
+
 
 class FaultError(ControllerError):
     """An error about something running; carries its Fault."""

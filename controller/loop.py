@@ -181,7 +181,6 @@ class Loop:
         self._handled_seen: str | None = None    # the last reported head a pass was started for
         self._passing: str | None = None         # the head of the pass running now
         self._head: str | None = None            # the head the last pass served
-        self._unfinished = False                 # an interrupted pass left what runs half changed
         self._failures = 0
         self._not_before = 0.0
         self._next_drift = 0.0
@@ -418,15 +417,12 @@ class Loop:
         elif result.outcome != INTERRUPTED:
             self._failures = 0
         self._next_drift = self.clock() + self.settings.drift_interval_s
-        if result.outcome == INTERRUPTED:
-            self._unfinished = True
-        elif result.outcome == INVALID and self._unfinished:
-            # The interrupted pass left part of a newer commit running, and an invalid head
-            # cannot go on from there: serve the last good commit now (a drift check on a
-            # quarantined head does), not a drift interval later.
+        if result.outcome == INVALID:
+            # An invalid head cannot go on from what an interrupted pass (this run's, or one cut
+            # by a SIGTERM before a restart) left running: serve the last good commit now (a
+            # drift check on a quarantined head does; a no-op when nothing was left), not a
+            # drift interval later.
             self._next_drift = self.clock()
-        elif result.outcome != BLOCKED:
-            self._unfinished = False
         self._check_flaps()
         self._save()
         return result, None

@@ -42,10 +42,10 @@ Fingerprints = Callable[[set[str]], dict[str, str]]
 APPLIED, NOOP, INVALID, FAILED, BLOCKED, SKIPPED = "applied", "no-op", "invalid", "failed", "blocked", "skipped"
 INTERRUPTED = "interrupted"   # a wait was cancelled (newer commit, SIGTERM); the next pass goes on from there
 MAX_UNFINISHED = 3
-# A pass that lost the engine (a daemon restart) asks it again once a second, this many times,
+# How long a pass that lost the engine (a daemon restart) waits for it, asking once a second,
 # before going back: going back at once would fail too, and leave a provider the pass had
 # replaced down until the next pass.
-ENGINE_WAIT_TRIES = 60
+ENGINE_WAIT_S = 60.0
 
 
 @dataclass
@@ -101,8 +101,9 @@ class Reconciler:
     # refused commit is quarantined like an invalid one (status says why; `retry` checks again).
     verify: Callable[[str], str | None] | None = None
     # how to wait between asking a lost engine again: the wiring gives the applier's sleep,
-    # which the loop can cancel (newer commit, SIGTERM)
-    sleep: Callable[[float], None] = lambda seconds: None
+    # which the loop can cancel (newer commit, SIGTERM); and the clock that bounds the wait
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     _leave_alone: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     # ------------------------------------------------------------------ the pass
@@ -345,13 +346,18 @@ class Reconciler:
         # pass replaced down until the next pass, so wait for it (bounded) and go back then.
         # A dying daemon may still answer on a kept connection, so a failed go-back that lost
         # the engine waits and tries again, within the same bound.
-        waited = self._await_engine(0) if _lost_engine(fault.subject) else 0
-        while True:
+        until = self.clock() + ENGINE_WAIT_S
+        if fault.engine_lost:
+            self.emit("engine_wait", level="warning", up_to_s=ENGINE_WAIT_S)
+        stopped = self._await_engine(until) if fault.engine_lost else None
+        while stopped is None:
             res.rollback, good_desired = self._rollback(good, pass_id, loaded)
-            lost = _lost_engine(str((res.rollback.get("fault") or {}).get("subject", "")))
-            if good_desired is not None or not lost or waited >= ENGINE_WAIT_TRIES:
+            lost = Fault(**res.rollback["fault"]).engine_lost if "fault" in res.rollback else False
+            if good_desired is not None or not lost or self.clock() >= until:
                 break
-            waited = self._await_engine(waited)
+            stopped = self._await_engine(until)
+        if stopped is not None:  # a newer commit, or SIGTERM: that pass, or the next start, goes on
+            res.rollback, good_desired = {"to": good, "ok": False, "error": f"interrupted: {stopped}"}, None
         touched = exc.done.set_aside or exc.done.config_swapped or any(
             a["action"] in ("created", "started", "restarted", "restored", "stopped") for a in exc.done.actions)
         if good_desired is not None and not touched and not res.rollback.get("steps"):
@@ -364,25 +370,21 @@ class Reconciler:
             res.message += f". Rolling back to {good[:12]} failed too: {res.rollback['error']}"
         return res, rec
 
-    def _await_engine(self, waited: int) -> int:
-        """Wait a second at a time until the engine answers, ENGINE_WAIT_TRIES seconds at most
-        over the whole pass (`waited`: seconds already spent). Returns the seconds spent so far;
-        a cancelled wait (stopping, or a newer commit) spends them all."""
-        if waited == 0:
-            self.emit("engine_wait", level="warning", up_to_s=ENGINE_WAIT_TRIES)
-        while waited < ENGINE_WAIT_TRIES:
+    def _await_engine(self, until: float) -> str | None:
+        """Ask the engine once a second until it answers or `until` (the clock's) passes.
+        Returns why the wait was cancelled (a newer commit, stopping), or None."""
+        while self.clock() < until:
             try:
                 self.sleep(1.0)
-            except Cancelled:
-                return ENGINE_WAIT_TRIES
-            waited += 1
+            except Cancelled as exc:
+                return exc.reason
             try:
-                self.runtime.observe("")
+                self.runtime.observe("")  # bounded by the docker client's own timeout
             except FaultError:
                 continue
-            self.emit("engine_back", after_s=waited)
+            self.emit("engine_back")
             break
-        return waited
+        return None
 
     def _restore_set_aside(self, ids: Sequence[str], pass_id: str) -> list[str]:
         """Without a commit to go back to: rename back and start what this pass set aside,
@@ -461,10 +463,6 @@ class Reconciler:
             rec, last_applied=commit, applied_stack=desired.stack, inflight=None, inflight_attempts=0,
             applied_hashes={c.name: c.spec_hash for c in desired.containers},
             applied_config_digest=desired.config_digest)
-
-
-def _lost_engine(subject: str) -> bool:
-    return subject.startswith("docker engine")
 
 
 PAST = {"create": "created", "recreate": "recreated", "start": "started", "restart": "restarted", "remove": "removed"}

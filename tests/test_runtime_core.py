@@ -499,7 +499,9 @@ def test_an_engine_that_dies_mid_pass_quarantines_nothing() -> None:
     from controller.errors import Fault
     store, running = _served_good()
     applier = ScriptedApplier((Fault("docker engine unix:///x", "does not answer"), True), None)
-    result = _reconciler(store, ObservingRuntime(running), applier, SPECS).run(BAD)
+    reconciler = _reconciler(store, ObservingRuntime(running), applier, SPECS)
+    _timed(reconciler)  # it waits a (fake) second for the engine first
+    result = reconciler.run(BAD)
     assert result.outcome == "failed" and store.rec.quarantined == {}
     assert result.rollback is not None and result.rollback["ok"]  # and it went back
 
@@ -536,25 +538,42 @@ class EngineDyingApplier(ScriptedApplier):
         return super().apply(the_plan, desired, **kwargs)
 
 
+class Clock:
+    """A clock that only a sleep moves: waits in tests take no time and are counted."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _timed(reconciler: Any) -> Clock:
+    clock = Clock()
+    reconciler.sleep, reconciler.clock = clock.sleep, lambda: clock.now
+    return clock
+
+
 @pytest.mark.parametrize("down, went_back", [(5, True), (1000, False)])
 def test_a_pass_that_lost_the_engine_waits_for_it_before_going_back(down: int, went_back: bool) -> None:
     """A daemon restart mid-pass: going back at once would fail too. The pass asks the engine
-    again once a second, at most ENGINE_WAIT_TRIES times, and goes back once it answers."""
-    from controller.reconcile import ENGINE_WAIT_TRIES
+    again once a second, ENGINE_WAIT_S at most, and goes back once it answers."""
+    from controller.reconcile import ENGINE_WAIT_S
     store, running = _served_good()
     runtime = RestartingEngine(running)
-    slept: list[float] = []
     applier = EngineDyingApplier(runtime, down)
     reconciler = _reconciler(store, runtime, applier, SPECS)
-    reconciler.sleep = slept.append
+    clock = _timed(reconciler)
     result = reconciler.run(BAD)
     assert result.outcome == "failed" and store.rec.quarantined == {}
     if went_back:
-        assert slept == [1.0] * (down + 1) and len(applier.calls) == 2  # a second more: then it answered
+        assert clock.slept == [1.0] * (down + 1) and len(applier.calls) == 2  # a second more: then it answered
         assert result.rollback is not None and result.rollback["ok"], result.message
         assert f"{GOOD[:12]} keeps serving" in result.message  # the fake applier changed nothing
     else:
-        assert slept == [1.0] * ENGINE_WAIT_TRIES  # bounded
+        assert clock.now == ENGINE_WAIT_S  # bounded
         assert result.rollback is not None and not result.rollback["ok"]
         assert "failed too: docker engine unix:///x: does not answer" in result.message
 
@@ -566,12 +585,30 @@ def test_a_go_back_that_loses_the_engine_again_waits_and_tries_again() -> None:
     store, running = _served_good()
     lost = (Fault("docker engine unix:///x", "does not answer"), True)
     applier = ScriptedApplier(lost, lost, None)
-    slept: list[float] = []
     reconciler = _reconciler(store, ObservingRuntime(running), applier, SPECS)
-    reconciler.sleep = slept.append
+    clock = _timed(reconciler)
     result = reconciler.run(BAD)
-    assert len(applier.calls) == 3 and slept == [1.0, 1.0]
+    assert len(applier.calls) == 3 and clock.slept == [1.0, 1.0]
     assert result.rollback is not None and result.rollback["ok"] and store.rec.quarantined == {}
+
+
+def test_a_cancelled_wait_for_the_engine_does_not_go_back() -> None:
+    """SIGTERM or a newer commit while the pass waits for the engine: it stops waiting and
+    leaves going on to the next pass, which plans from what runs."""
+    from controller.errors import Cancelled
+    store, running = _served_good()
+    runtime = RestartingEngine(running)
+    applier = EngineDyingApplier(runtime, 1000)
+    reconciler = _reconciler(store, runtime, applier, SPECS)
+
+    def cancelled(seconds: float) -> None:
+        raise Cancelled("the controller is stopping (SIGTERM)")
+
+    reconciler.sleep = cancelled
+    result = reconciler.run(BAD)
+    assert len(applier.calls) == 1  # no go-back was started
+    assert result.rollback == {"to": GOOD, "ok": False, "error": "interrupted: the controller is stopping (SIGTERM)"}
+    assert store.rec.quarantined == {}
 
 
 def test_a_failing_rollback_is_reported_with_both_causes() -> None:

@@ -230,9 +230,17 @@ class StateDir:
         """This state dir's id, in the labels of the containers its controller creates
         ("" when it has none yet and `create` is False: read-only commands write nothing)."""
         path = self.path / "owner"
-        if not create and not path.exists():
-            return ""
-        value = self._created_once("owner", lambda: secrets.token_hex(8).encode()).decode("ascii", "replace").strip()
+        if create:
+            data = self._created_once("owner", lambda: secrets.token_hex(8).encode())
+        else:  # read it, never write it: a user may be removing a damaged one right now
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                return ""
+            except OSError as exc:
+                raise self._fault(f"cannot read {path}: {exc.strerror or exc}",
+                                  "check the permissions of the state dir") from None
+        value = data.decode("ascii", "replace").strip()
         if not OWNER_ID.fullmatch(value):
             # an empty or garbled id would go into the labels of every container made from now
             # on (an empty one drops the state-dir label too, and with it the one-state-dir check)
